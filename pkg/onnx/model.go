@@ -14,15 +14,16 @@ import (
 	"github.com/optimctl/optimctl/pkg/onnx/onnxpb"
 )
 
-// Model is a decoded ONNX model. Byte and string fields of Proto alias the mapped model file
-// (copy-on-write), so the model stays valid until Close; edits never reach the input file.
+// Model is a decoded ONNX model. Byte and string fields of Proto alias one heap buffer holding
+// the file (decoding copies nothing, and the garbage collector keeps the buffer alive for as
+// long as any name or tensor refers to it). External data files are mapped copy-on-write:
+// slices from TensorData stay valid until Close, and edits never reach an input file.
 type Model struct {
 	Proto *onnxpb.ModelProto
 	// Path is the file the model came from ("" for bytes); Dir resolves external data.
 	Path string
 	Dir  string
 
-	backing  *fsutil.Mapping
 	external map[string]*fsutil.Mapping // by cleaned relative location
 }
 
@@ -43,7 +44,9 @@ func (e *LoadError) Unwrap() error { return e.Err }
 // Load decodes the model at path, resolves and checks its external data, and checks the
 // graph's structure (every input defined, no cycles).
 func Load(path string) (*Model, error) {
-	mp, err := fsutil.Map(path)
+	// Reading into the heap costs one copy at disk speed and keeps every aliased string safe;
+	// a mapping would let a name outlive an unmapped file.
+	b, err := os.ReadFile(path)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -51,13 +54,7 @@ func Load(path string) (*Model, error) {
 		}
 		return nil, &LoadError{File: path, Err: err}
 	}
-	m, err := decode(mp.Data, path, filepath.Dir(path))
-	if err != nil {
-		mp.Close()
-		return nil, err
-	}
-	m.backing = mp
-	return m, nil
+	return decode(b, path, filepath.Dir(path))
 }
 
 // LoadBytes decodes a model held in memory; dir resolves external data ("" refuses any).
@@ -93,7 +90,7 @@ func decode(b []byte, path, dir string) (*Model, error) {
 	return m, nil
 }
 
-// Close releases the mapped model and external-data files.
+// Close releases the mapped external-data files; tensor data from them becomes invalid.
 func (m *Model) Close() error {
 	var first error
 	for k, mp := range m.external {
@@ -101,12 +98,6 @@ func (m *Model) Close() error {
 			first = err
 		}
 		delete(m.external, k)
-	}
-	if m.backing != nil {
-		if err := m.backing.Close(); err != nil && first == nil {
-			first = err
-		}
-		m.backing = nil
 	}
 	return first
 }
