@@ -53,7 +53,8 @@ $(OCR_DIR)/.ok:
 # Real photos from Debian's scikit-image data package (public domain / CC0 images).
 $(IMAGES_DIR)/.ok:
 	mkdir -p $(CACHE)/dl/skimage $(IMAGES_DIR)
-	cd $(CACHE)/dl/skimage && ls python3-skimage_*.deb >/dev/null 2>&1 || apt-get download python3-skimage=$(SKIMAGE_VERSION) >/dev/null
+	cd $(CACHE)/dl/skimage && ls python3-skimage_*.deb >/dev/null 2>&1 || apt-get download python3-skimage=$(SKIMAGE_VERSION) >/dev/null 2>&1 \
+	  || { apt-get update -qq >/dev/null && apt-get download python3-skimage=$(SKIMAGE_VERSION) >/dev/null 2>&1; }
 	rm -rf $(CACHE)/dl/skimage/x && dpkg-deb -x $(CACHE)/dl/skimage/python3-skimage_*.deb $(CACHE)/dl/skimage/x
 	cp $(CACHE)/dl/skimage/x/usr/lib/python3/dist-packages/skimage/data/*.png $(IMAGES_DIR)/
 	touch $@
@@ -76,7 +77,7 @@ test-short:
 	$(GO) test -short ./...
 
 demo: build setup
-	./scripts/demo.sh
+	./examples/demo.sh
 
 vet:
 	$(GO) vet ./...
