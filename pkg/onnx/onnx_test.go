@@ -384,6 +384,12 @@ func TestReadTensorFile(t *testing.T) {
 	if v.DType != tensor.Float32 || len(v.Shape) != 3 || v.Len() != 60 {
 		t.Fatalf("test_add input_0: %s%v", v.DType, v.Shape)
 	}
+	// Files holding a SequenceProto/OptionalProto are not tensors: an error, not a panic or OOM.
+	for _, f := range []string{"test_identity_opt/test_data_set_0/input_0.pb", "test_if_opt/test_data_set_0/output_0.pb"} {
+		if _, _, err := ReadTensorFile(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s decoded as a tensor", f)
+		}
+	}
 	if _, _, err := ReadTensorFile(filepath.Join(dir, "test_add", "model.onnx")); err == nil {
 		// A model file is not a TensorProto; decoding may succeed structurally but must not crash.
 		t.Log("model.onnx decoded as a TensorProto (tolerated: protobuf is schemaless on the wire)")

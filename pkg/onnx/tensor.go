@@ -55,55 +55,30 @@ func inlineData(t *onnxpb.TensorProto) ([]byte, error) {
 		return t.RawData, nil
 	}
 	n := tensor.NumElements(t.Dims)
+	// Check the stored count before allocating: dims come from the file and may be absurd.
+	if have := storedValues(t, dt); have != expectedValues(dt, n) {
+		return nil, fmt.Errorf("tensor %q: %d stored values, %s%v needs %d", name, have, dt, t.Dims, expectedValues(dt, n))
+	}
 	out := make([]byte, want)
 	le := binary.LittleEndian
-	count := func(have int, per int64) error {
-		need := n
-		if per > 1 {
-			need = (n + per - 1) / per
-		}
-		if int64(have) != need {
-			return fmt.Errorf("tensor %q: %d stored values, %s%v needs %d", name, have, dt, t.Dims, need)
-		}
-		return nil
-	}
 	switch dt {
 	case tensor.Float32:
-		if err := count(len(t.FloatData), 1); err != nil {
-			return nil, err
-		}
 		for i, v := range t.FloatData {
 			le.PutUint32(out[4*i:], math.Float32bits(v))
 		}
 	case tensor.Complex64:
-		if err := count(len(t.FloatData), 1); err != nil && int64(len(t.FloatData)) != 2*n {
-			return nil, err
-		}
 		for i, v := range t.FloatData {
 			le.PutUint32(out[4*i:], math.Float32bits(v))
 		}
 	case tensor.Float64, tensor.Complex128:
-		k := int64(1)
-		if dt == tensor.Complex128 {
-			k = 2
-		}
-		if int64(len(t.DoubleData)) != k*n {
-			return nil, fmt.Errorf("tensor %q: %d stored values, %s%v needs %d", name, len(t.DoubleData), dt, t.Dims, k*n)
-		}
 		for i, v := range t.DoubleData {
 			le.PutUint64(out[8*i:], math.Float64bits(v))
 		}
 	case tensor.Int64:
-		if err := count(len(t.Int64Data), 1); err != nil {
-			return nil, err
-		}
 		for i, v := range t.Int64Data {
 			le.PutUint64(out[8*i:], uint64(v))
 		}
 	case tensor.Uint32, tensor.Uint64:
-		if err := count(len(t.Uint64Data), 1); err != nil {
-			return nil, err
-		}
 		for i, v := range t.Uint64Data {
 			if dt == tensor.Uint32 {
 				le.PutUint32(out[4*i:], uint32(v))
@@ -112,33 +87,20 @@ func inlineData(t *onnxpb.TensorProto) ([]byte, error) {
 			}
 		}
 	case tensor.Int32:
-		if err := count(len(t.Int32Data), 1); err != nil {
-			return nil, err
-		}
 		for i, v := range t.Int32Data {
 			le.PutUint32(out[4*i:], uint32(v))
 		}
 	case tensor.Int16, tensor.Uint16, tensor.Float16, tensor.BFloat16:
-		if err := count(len(t.Int32Data), 1); err != nil {
-			return nil, err
-		}
 		for i, v := range t.Int32Data {
 			le.PutUint16(out[2*i:], uint16(v))
 		}
 	case tensor.Int8, tensor.Uint8, tensor.Bool, tensor.Float8E4M3FN, tensor.Float8E4M3FNUZ,
 		tensor.Float8E5M2, tensor.Float8E5M2FNUZ, tensor.Float8E8M0:
-		if err := count(len(t.Int32Data), 1); err != nil {
-			return nil, err
-		}
 		for i, v := range t.Int32Data {
 			out[i] = byte(v)
 		}
 	case tensor.Int4, tensor.Uint4, tensor.Float4E2M1, tensor.Int2, tensor.Uint2:
 		// Sub-byte types: each int32_data entry holds one packed byte.
-		per := int64(8 / dt.Bits())
-		if err := count(len(t.Int32Data), per); err != nil {
-			return nil, err
-		}
 		for i, v := range t.Int32Data {
 			out[i] = byte(v)
 		}
@@ -233,4 +195,31 @@ func (m *Model) Float32s(t *onnxpb.TensorProto) ([]float32, error) {
 		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
 	}
 	return out, nil
+}
+
+// storedValues counts the values held in the typed field a dtype uses.
+func storedValues(t *onnxpb.TensorProto, dt tensor.DType) int64 {
+	switch dt {
+	case tensor.Float32, tensor.Complex64:
+		return int64(len(t.FloatData))
+	case tensor.Float64, tensor.Complex128:
+		return int64(len(t.DoubleData))
+	case tensor.Int64:
+		return int64(len(t.Int64Data))
+	case tensor.Uint32, tensor.Uint64:
+		return int64(len(t.Uint64Data))
+	}
+	return int64(len(t.Int32Data))
+}
+
+// expectedValues is how many typed-field values n elements take: complex numbers take two,
+// sub-byte types pack into one int32 entry per byte.
+func expectedValues(dt tensor.DType, n int64) int64 {
+	switch dt {
+	case tensor.Complex64, tensor.Complex128:
+		return 2 * n
+	case tensor.Int4, tensor.Uint4, tensor.Float4E2M1, tensor.Int2, tensor.Uint2:
+		return dt.ByteSize(n)
+	}
+	return n
 }

@@ -96,11 +96,15 @@ func (d DType) ByteSize(n int64) int64 {
 }
 
 // NumElements multiplies the dimensions; an empty shape is a scalar (1 element).
-// Negative (unknown) dimensions give -1.
+// Negative (unknown) dimensions, and products beyond 2^53 (no real tensor; a corrupt
+// file), give -1.
 func NumElements(shape []int64) int64 {
 	n := int64(1)
 	for _, d := range shape {
 		if d < 0 {
+			return -1
+		}
+		if d != 0 && n > (1<<53)/d {
 			return -1
 		}
 		n *= d
