@@ -43,7 +43,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		},
 	}
 	fl.data.register(cmd, false)
-	fl.rt.register(cmd)
+	fl.rt.register(cmd, "all")
 	f := cmd.Flags()
 	f.StringVar(&fl.batches, "batch", "1", "batch sizes, comma-separated (the input's first dimension must be dynamic for > 1)")
 	f.DurationVar(&fl.duration, "duration", 5*time.Second, "measuring time per batch size")

@@ -12,11 +12,13 @@ type runtimeFlags struct {
 	optLevel string
 }
 
-func (r *runtimeFlags) register(cmd *cobra.Command) {
+// register adds the flags; optLevel is the command's default graph optimisation level
+// (validate pins "basic" so numbers are comparable, bench measures "all" as served).
+func (r *runtimeFlags) register(cmd *cobra.Command, optLevel string) {
 	f := cmd.Flags()
 	f.StringVar(&r.ep, "ep", "cpu", "execution provider: cpu, cuda or tensorrt (needs a GPU build of ONNX Runtime)")
 	f.IntVar(&r.threads, "threads", 0, "ONNX Runtime intra-op threads (0 = one per core)")
-	f.StringVar(&r.optLevel, "graph-opt", "basic", "ONNX Runtime graph optimisation level: disabled, basic, extended, all")
+	f.StringVar(&r.optLevel, "graph-opt", optLevel, "ONNX Runtime graph optimisation level: disabled, basic, extended, all")
 }
 
 // options loads the ONNX Runtime library (--ort-lib) and converts the flags.

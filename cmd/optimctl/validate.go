@@ -90,7 +90,7 @@ each model, and the size ratio. A gate that is not met makes the command exit wi
 		},
 	}
 	fl.data.register(cmd, true)
-	fl.rt.register(cmd)
+	fl.rt.register(cmd, "basic")
 	f := cmd.Flags()
 	f.StringVar(&fl.labels, "labels", "", "file with one class index per line, in sample order (accuracy of each model)")
 	f.StringVar(&fl.classOutput, "class-output", "", "output holding class scores (default: first rank-2 float output)")
