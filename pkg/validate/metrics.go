@@ -39,10 +39,14 @@ func newOutputStats(name string, classes int) *OutputStats {
 }
 
 // add folds one sample's reference and candidate values into the statistics.
-func (s *OutputStats) add(ref, cand []float64) {
+func (s *OutputStats) add(ref, cand []float64) { addSample(s, ref, cand) }
+
+// addSample is add for any float element type: float32 outputs (the common case) are read in
+// place instead of being widened into new slices for every sample.
+func addSample[T float32 | float64](s *OutputStats, ref, cand []T) {
 	var dot, nr, nc, sig, noise float64
-	for i, r := range ref {
-		c := cand[i]
+	for i := range ref {
+		r, c := float64(ref[i]), float64(cand[i])
 		d := math.Abs(r - c)
 		if math.IsNaN(d) {
 			d = math.Inf(1)
@@ -76,7 +80,7 @@ func (s *OutputStats) add(ref, cand []float64) {
 		k := s.classes
 		for off := 0; off+k <= len(ref); off += k {
 			s.rows++
-			if argmax(ref[off:off+k]) == argmax(cand[off:off+k]) {
+			if argmaxOf(ref[off:off+k]) == argmaxOf(cand[off:off+k]) {
 				s.hits++
 			}
 		}
@@ -123,7 +127,9 @@ func (s *OutputStats) finish() {
 	}
 }
 
-func argmax(v []float64) int {
+func argmax(v []float64) int { return argmaxOf(v) }
+
+func argmaxOf[T float32 | float64](v []T) int {
 	best := 0
 	for i, x := range v {
 		if x > v[best] {

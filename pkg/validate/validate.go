@@ -123,13 +123,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var inRun time.Duration
 	var refHits, candHits, labelled int
 	total := src.Len()
+	samples, stop := prefetch(src)
+	defer stop()
 	loopStart := time.Now()
 	var warm time.Duration
 	for i := 0; ; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		sample, err := src.Next()
+		next := <-samples
+		sample, err := next.sample, next.err
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -170,20 +173,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if !sameShape(rv.Shape, cv.Shape) {
 				return nil, fmt.Errorf("output %q: reference shape %v, candidate shape %v (sample %d)", st.Name, rv.Shape, cv.Shape, i)
 			}
-			a, err := rv.AsFloat64()
-			if err != nil {
-				return nil, fmt.Errorf("output %q: %w", st.Name, err)
-			}
-			b, err := cv.AsFloat64()
-			if err != nil {
-				return nil, fmt.Errorf("output %q: %w", st.Name, err)
-			}
 			if st.classes < 0 && len(rv.Shape) > 0 {
 				st.classes = int(rv.Shape[len(rv.Shape)-1])
 				st.classScore = st.classes >= 2
 			}
-			st.add(a, b)
+			var a, b []float64
+			if rv.DType == tensor.Float32 && cv.DType == tensor.Float32 {
+				addSample(st, rv.Float32s(), cv.Float32s())
+			} else {
+				if a, err = rv.AsFloat64(); err != nil {
+					return nil, fmt.Errorf("output %q: %w", st.Name, err)
+				}
+				if b, err = cv.AsFloat64(); err != nil {
+					return nil, fmt.Errorf("output %q: %w", st.Name, err)
+				}
+				st.add(a, b)
+			}
 			if st.Name == classOut && labels != nil {
+				if a == nil {
+					a, _ = rv.AsFloat64()
+					b, _ = cv.AsFloat64()
+				}
 				rows := len(a) / max(st.classes, 1)
 				for k := 0; k < rows; k++ {
 					idx := labelled
@@ -354,4 +364,39 @@ func EPName(o runtime.Options) string {
 		return runtime.ProviderCPU
 	}
 	return o.ExecutionProvider
+}
+
+type fetched struct {
+	sample calibration.Sample
+	err    error
+}
+
+// prefetch reads the next sample while the models run on the current one, so decoding
+// images or files overlaps inference; one sample ahead keeps memory bounded.
+func prefetch(src calibration.Source) (<-chan fetched, func()) {
+	out := make(chan fetched, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(out)
+		for {
+			s, err := src.Next()
+			select {
+			case out <- fetched{s, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	stopped := false
+	return out, func() {
+		if !stopped {
+			stopped = true
+			close(done)
+			for range out { // wait for the reader to finish before the source is closed
+			}
+		}
+	}
 }
