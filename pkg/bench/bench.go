@@ -70,7 +70,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	s, err := runtime.NewSessionFromFile(o.Model, o.Runtime)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", o.Model, err)
+		return nil, err // names the file already
 	}
 	defer s.Close()
 	shapes := map[string][]int64{}

@@ -80,12 +80,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	ref, err := runtime.NewSessionFromFile(o.Reference, o.Runtime)
 	if err != nil {
-		return nil, fmt.Errorf("reference %s: %w", o.Reference, err)
+		return nil, fmt.Errorf("reference: %w", err)
 	}
 	defer ref.Close()
 	cand, err := runtime.NewSessionFromFile(o.Candidate, o.Runtime)
 	if err != nil {
-		return nil, fmt.Errorf("candidate %s: %w", o.Candidate, err)
+		return nil, fmt.Errorf("candidate: %w", err)
 	}
 	defer cand.Close()
 	if err := sameSignature(ref, cand, o.Candidate); err != nil {
