@@ -19,17 +19,17 @@ import (
 	"github.com/optimctl/optimctl/pkg/validate"
 )
 
-// Options configures a benchmark.
+// Options configures a benchmark. The yaml names are a recipe's bench step keys.
 type Options struct {
-	Model      string
-	Data       string // one sample is taken from it; default "random:1"
-	Preprocess string
-	Shapes     map[string][]int64
-	Batches    []int // default [1]
-	Runtime    runtime.Options
-	Duration   time.Duration // per batch size; default 5s unless Iterations is set
-	Iterations int           // per batch size; overrides Duration when > 0
-	Warmup     int           // untimed runs per batch size (default 5)
+	Model      string             `yaml:"model"`
+	Data       string             `yaml:"data"` // one sample is taken from it; default "random:1"
+	Preprocess string             `yaml:"preprocess"`
+	Shapes     map[string][]int64 `yaml:"shapes"`
+	Batches    []int              `yaml:"batch"` // default [1]
+	Runtime    runtime.Options    `yaml:"runtime"`
+	Duration   time.Duration      `yaml:"duration"`   // per batch size; default 5s unless Iterations is set
+	Iterations int                `yaml:"iterations"` // per batch size; overrides Duration when > 0
+	Warmup     int                `yaml:"warmup"`     // untimed runs per batch size (default 5)
 }
 
 // Result is one batch size's measurement.

@@ -68,24 +68,24 @@ func (l OptLevel) ort() (ort.GraphOptimizationLevel, error) {
 type Options struct {
 	// ExecutionProvider is "cpu" (default), "cuda" or "tensorrt" (TensorRT with CUDA
 	// as the fallback for nodes TensorRT does not take).
-	ExecutionProvider string
+	ExecutionProvider string `yaml:"ep"`
 	// IntraOpThreads and InterOpThreads size ONNX Runtime's thread pools; 0 keeps its
 	// default (one intra-op thread per physical core).
-	IntraOpThreads int
-	InterOpThreads int
+	IntraOpThreads int `yaml:"threads"`
+	InterOpThreads int `yaml:"inter_op_threads"`
 	// GraphOptLevel: see OptLevel; "" means basic.
-	GraphOptLevel OptLevel
+	GraphOptLevel OptLevel `yaml:"graph_opt"`
 	// ExternalDataDir is where a model given as bytes finds its external-data files
 	// (TensorProto.external_data locations are relative to it). A model opened from a
 	// file resolves them beside the file.
-	ExternalDataDir string
+	ExternalDataDir string `yaml:"-"`
 	// ExtraOutputs names intermediate tensors of the main graph to return from Run as
 	// well, e.g. for per-layer comparison. They are appended to graph.output, which can
 	// stop ONNX Runtime fusing across them at the extended and all levels.
-	ExtraOutputs []string
+	ExtraOutputs []string `yaml:"-"`
 	// DeterministicCompute asks kernels with a faster non-deterministic variant (mostly
 	// CUDA reductions and convolutions) for the deterministic one.
-	DeterministicCompute bool
+	DeterministicCompute bool `yaml:"deterministic"`
 }
 
 // sessionOptions builds ONNX Runtime's options; the caller destroys them.

@@ -31,21 +31,22 @@ type Gates struct {
 	MaxLatencyRatio *float64 `json:"max_latency_ratio,omitempty" yaml:"max_latency_ratio"`
 }
 
-// Options configures a validation run.
+// Options configures a validation run. The yaml names are a recipe's validate step keys.
 type Options struct {
-	Reference, Candidate string
-	Data                 string // calibration.Open spec: .npz, folder, test-data folder, images, random:N
-	Preprocess           string
-	Shapes               map[string][]int64
-	Limit                int    // 0 = all samples
-	Labels               string // file of one class index per line, in sample order
+	Reference  string             `yaml:"reference"`
+	Candidate  string             `yaml:"candidate"`
+	Data       string             `yaml:"data"` // calibration.Open spec: .npz, folder, test-data folder, images, random:N
+	Preprocess string             `yaml:"preprocess"`
+	Shapes     map[string][]int64 `yaml:"shapes"`
+	Limit      int                `yaml:"limit"`  // 0 = all samples
+	Labels     string             `yaml:"labels"` // file of one class index per line, in sample order
 	// ClassOutput names the output holding class scores; "" picks the first rank-2 float output.
-	ClassOutput string
-	Runtime     runtime.Options
-	Warmup      int // untimed runs of each model before measuring (default 3)
-	Gates       Gates
+	ClassOutput string          `yaml:"class_output"`
+	Runtime     runtime.Options `yaml:"runtime"`
+	Warmup      int             `yaml:"warmup"` // untimed runs of each model before measuring (default 3)
+	Gates       Gates           `yaml:"gates"`
 	// Progress, when set, is called after each sample.
-	Progress func(done, total int)
+	Progress func(done, total int) `yaml:"-"`
 }
 
 // Report is the validate report; its JSON keys are part of the command-line contract.
