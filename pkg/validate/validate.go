@@ -46,7 +46,7 @@ type Options struct {
 	Warmup      int             `yaml:"warmup"` // untimed runs of each model before measuring (default 3)
 	Gates       Gates           `yaml:"gates"`
 	// Progress, when set, is called after each sample.
-	Progress func(done, total int) `yaml:"-"`
+	Progress func(done, total int) `yaml:"-" json:"-"`
 }
 
 // Report is the validate report; its JSON keys are part of the command-line contract.

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/optimctl/optimctl/pkg/recipe"
+	"github.com/optimctl/optimctl/pkg/runtime"
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, newRunCmd) }
+
+type runOptions struct {
+	Recipe string
+	recipe.RunOptions
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run RECIPE.yaml",
+		Short: "Run a recipe: optimize, quantize, prune, validate, bench … as one CI pipeline with gates",
+		Long: `Runs the steps of a YAML recipe in order. Each step's options are the flags of the command
+of the same name. Steps whose inputs and options are unchanged since the last run are skipped
+(content hashes in <workdir>/state.json). Writes <workdir>/report.json and summary.md; exits
+with code 3 when a gate fails. See docs/recipes.md.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Recipe, o.Log = args[0], g.log
+			r, err := recipe.Parse(o.Recipe)
+			if err != nil {
+				return err
+			}
+			if !o.DryRun {
+				if err := runtime.Init(g.ORTLib); err != nil {
+					return err
+				}
+			}
+			rep, err := r.Run(cmd.Context(), o.RunOptions)
+			if err != nil {
+				return err
+			}
+			if g.JSON {
+				if err := g.emitJSON(rep); err != nil {
+					return err
+				}
+			} else {
+				writeRunText(g, rep)
+			}
+			if !rep.Passed {
+				return gateError{fmt.Sprintf("recipe gate failed: %s", rep.FailedGates[0])}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Only, "only", "", "run only this step")
+	f.BoolVar(&o.DryRun, "dry-run", false, "check the recipe and print the plan without running anything")
+	f.BoolVar(&o.Force, "force", false, "run every step even when its inputs are unchanged")
+	return cmd
+}
+
+func writeRunText(g *globals, rep *recipe.Report) {
+	for _, s := range rep.Steps {
+		status := "ok"
+		switch {
+		case rep.DryRun:
+			status = "planned"
+		case !s.Passed:
+			status = "GATE FAILED: " + strings.Join(s.FailedGates, "; ")
+		case s.Skipped:
+			status = "unchanged, skipped"
+		}
+		fmt.Fprintf(g.stdout, "%-12s %-10s %6.2fs  %s", s.Name, s.Kind, s.Seconds, status)
+		if s.Output != "" {
+			fmt.Fprintf(g.stdout, "  → %s", s.Output)
+		}
+		fmt.Fprintln(g.stdout)
+	}
+	if !rep.DryRun {
+		fmt.Fprintf(g.stdout, "report: %s/report.json, summary: %s/summary.md\n", rep.Workdir, rep.Workdir)
+	}
+}
