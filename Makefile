@@ -28,8 +28,10 @@ export OPTIMCTL_CACHE := $(CACHE)
 
 all: build
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/optimctl
+	$(GO) build -tags '$(TAGS)' -ldflags '-X main.version=$(VERSION)' -o $(BIN) ./cmd/optimctl
 
 # setup: system packages (when apt is available and they are missing), ONNX Runtime, and the real models/data the tests use.
 setup: $(ORT_LIB) assets

@@ -1,0 +1,6 @@
+//go:build !tensorrt
+
+package main
+
+// tensorrtBuild reports whether this binary was built with the tensorrt tag.
+const tensorrtBuild = false

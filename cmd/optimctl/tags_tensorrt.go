@@ -1,0 +1,5 @@
+//go:build tensorrt
+
+package main
+
+const tensorrtBuild = true
