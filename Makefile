@@ -24,7 +24,7 @@ IMAGES_DIR      := $(CACHE)/images
 
 export OPTIMCTL_CACHE := $(CACHE)
 
-.PHONY: all build setup assets test test-short demo proto fuzz vet fmt bench clean tools
+.PHONY: all build setup assets test test-short demo proto fuzz vet fmt bench clean tools lint-ci image examples
 
 all: build
 
@@ -106,6 +106,16 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/...
+
+# The CI examples checked against the published schemas (check-jsonschema from PyPI, actionlint from the Go proxy).
+lint-ci:
+	check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions.yml
+	check-jsonschema --builtin-schema vendor.gitlab-ci examples/ci/gitlab-ci.yml
+	$(GO) run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12 examples/ci/github-actions.yml
+
+# Container image (needs a Docker engine).
+image:
+	docker build -t optimctl:$(VERSION) .
 
 clean:
 	rm -rf bin
