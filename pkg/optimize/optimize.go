@@ -150,7 +150,8 @@ func selectPasses(names []string) ([]*passes.Pass, error) {
 
 // checkInputShapes validates --shape against the model's inputs.
 func checkInputShapes(m *onnx.Model, shapes map[string][]int64) error {
-	for name, dims := range shapes {
+	for _, name := range onnx.SortedKeys(shapes) {
+		dims := shapes[name]
 		var vi *onnxpb.ValueInfoProto
 		for _, v := range m.Graph().Input {
 			if v.GetName() == name {

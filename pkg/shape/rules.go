@@ -799,8 +799,10 @@ func inferredDim(in, out []Dim, skip int) Dim {
 	left := 0
 	var name string
 	for p, n := range symIn {
-		left += n
-		name = p
+		if n > 0 { // at most one name is left when this matters (left == 1)
+			left += n
+			name = p
+		}
 	}
 	switch {
 	case left == 0:

@@ -247,7 +247,7 @@ func Analyze(m *onnx.Model, opt Options) (*Result, error) {
 			r.infos[name] = info
 		}
 	}
-	for name := range opt.InputShapes {
+	for _, name := range onnx.SortedKeys(opt.InputShapes) {
 		found := false
 		for _, vi := range g.Input {
 			found = found || vi.GetName() == name

@@ -317,3 +317,19 @@ func TestRealModelsFullyStatic(t *testing.T) {
 		})
 	}
 }
+
+func TestInferredDimCancelsNames(t *testing.T) {
+	// [N, T, 8] reshaped to [T, -1, 8]: the -1 is N, whatever the map order.
+	for range 20 {
+		got := inferredDim([]Dim{Sym("N"), Sym("T"), Known(8)}, []Dim{Sym("T"), Unknown, Known(8)}, 1)
+		if !got.Same(Sym("N")) {
+			t.Fatalf("inferred %v, want N", got)
+		}
+	}
+	if got := inferredDim([]Dim{Sym("N"), Known(6)}, []Dim{Unknown, Known(4)}, 0); got.IsKnown() || got.Param != "" {
+		t.Errorf("N*6/4 inferred as %v, want unknown", got)
+	}
+	if got := inferredDim([]Dim{Known(2), Known(6)}, []Dim{Known(3), Unknown}, 1); !got.Same(Known(4)) {
+		t.Errorf("2*6/3 = %v", got)
+	}
+}
