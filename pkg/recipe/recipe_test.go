@@ -107,3 +107,36 @@ steps:
 		t.Fatalf("--only self --force: %v %+v", err, only)
 	}
 }
+
+func TestOptimizeThenValidate(t *testing.T) {
+	model := testassets.Path(t, testassets.OCRClassifier)
+	dir := t.TempDir()
+	text := "model: " + model + `
+steps:
+  - name: opt
+    optimize: {}
+  - name: check
+    validate:
+      data: random:4
+      shapes: {x: [1, 3, 48, 192]}
+      gates: {min_cosine: 0.99999}
+`
+	path := filepath.Join(dir, "r.yaml")
+	os.WriteFile(path, []byte(text), 0o644)
+	r, err := Parse(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(context.Background(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := filepath.Join(dir, "r.out", "opt.onnx")
+	if !rep.Passed || rep.Steps[0].Output != opt || rep.Steps[1].Input != opt {
+		t.Fatalf("chain: %+v %+v", rep.Steps[0], rep.Steps[1])
+	}
+	v := rep.Steps[1].Report.(*validate.Report)
+	if v.Reference != model || v.Candidate != opt || v.Outputs[0].CosineMin < 0.99999 {
+		t.Fatalf("validate compared %s with %s: cosine %v", v.Reference, v.Candidate, v.Outputs[0].CosineMin)
+	}
+}

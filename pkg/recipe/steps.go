@@ -9,6 +9,7 @@ import (
 
 	"github.com/optimctl/optimctl/pkg/bench"
 	"github.com/optimctl/optimctl/pkg/inspect"
+	"github.com/optimctl/optimctl/pkg/optimize"
 	"github.com/optimctl/optimctl/pkg/validate"
 	"go.yaml.in/yaml/v3"
 )
@@ -79,6 +80,15 @@ func init() {
 			return result{report: r}, err
 		},
 		files: func(any) []*string { return nil },
+	}
+	kinds["optimize"] = kind{
+		ext:    ".onnx",
+		decode: decodeAs[optimize.Options](),
+		files:  func(any) []*string { return nil },
+		run: func(ctx context.Context, e *stepEnv, o any) (result, error) {
+			r, err := optimize.File(e.input, e.output, *o.(*optimize.Options))
+			return result{report: r}, err
+		},
 	}
 	kinds["validate"] = kind{
 		decode: decodeAs[validate.Options](),
