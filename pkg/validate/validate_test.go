@@ -2,13 +2,8 @@ package validate
 
 import (
 	"context"
-	"fmt"
-	"image"
-	"image/png"
 	"math"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/optimctl/optimctl/calibration"
@@ -18,82 +13,16 @@ import (
 
 const clsPreprocess = "resize=48x192,mean=0.5/0.5/0.5,std=0.5/0.5/0.5"
 
-// textLineSet builds a labelled text-direction set from real scanned text (scikit-image's
-// bw_text.png, a printed paragraph): 4:1 crops along each printed line, upright (label 0,
-// "0°") and rotated 180° (label 1, "180°"), the two classes of the PP-OCR direction classifier.
+// textLineSet builds the labelled text-direction set from real scanned text (see
+// testassets.TextLineSet) in a temporary folder; the labels file sits outside it.
 func textLineSet(t *testing.T) (dir, labels string, n int) {
 	t.Helper()
-	src := filepath.Join(testassets.Path(t, testassets.Images), "bw_text.png")
-	f, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir = t.TempDir()
-	if d := os.Getenv("KEEP_SET"); d != "" {
-		dir = d
-	}
-	var lab strings.Builder
-	// Find the printed lines from the horizontal ink profile, then cut 4:1 crops along each.
-	b := img.Bounds()
-	ink := func(y int) int {
-		n := 0
-		for x := b.Min.X; x < b.Max.X; x++ {
-			if r, _, _, _ := img.At(x, y).RGBA(); r < 0x8000 {
-				n++
-			}
-		}
-		return n
-	}
-	var lines [][2]int
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		if ink(y) == 0 {
-			continue
-		}
-		y0 := y
-		for y < b.Max.Y && ink(y) > 0 {
-			y++
-		}
-		if y-y0 >= 8 {
-			lines = append(lines, [2]int{y0, y})
-		}
-	}
-	if len(lines) < 10 {
-		t.Fatalf("found %d text lines in %s, expected 11", len(lines), src)
-	}
-	for line, span := range lines {
-		h := span[1] - span[0] + 6
-		y := span[0] - 3
-		w := 4 * h
-		for x := 18; x+w <= b.Max.X-10; x += w {
-			crop := image.NewRGBA(image.Rect(0, 0, w, h))
-			flip := image.NewRGBA(image.Rect(0, 0, w, h))
-			for dy := 0; dy < h; dy++ {
-				for dx := 0; dx < w; dx++ {
-					c := img.At(x+dx, y+dy)
-					crop.Set(dx, dy, c)
-					flip.Set(w-1-dx, h-1-dy, c)
-				}
-			}
-			for k, im := range []*image.RGBA{crop, flip} {
-				name := filepath.Join(dir, fmt.Sprintf("line%02d_x%03d_%d.png", line, x, k))
-				g, err := os.Create(name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				png.Encode(g, im)
-				g.Close()
-				fmt.Fprintf(&lab, "%d\n", k)
-				n++
-			}
-		}
-	}
 	labels = filepath.Join(t.TempDir(), "labels.txt")
-	os.WriteFile(labels, []byte(lab.String()), 0o644)
+	n, err := testassets.TextLineSet(filepath.Join(testassets.Path(t, testassets.Images), "bw_text.png"), dir, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return dir, labels, n
 }
 
