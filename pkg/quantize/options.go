@@ -1,0 +1,197 @@
+package quantize
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/optimctl/optimctl/calibration"
+	"github.com/optimctl/optimctl/pkg/runtime"
+	"github.com/optimctl/optimctl/pkg/tensor"
+)
+
+// Mode is what gets quantized and when.
+type Mode string
+
+// Quantization modes.
+const (
+	// Dynamic stores INT8 weights and quantizes activations at run time
+	// (DynamicQuantizeLinear + MatMulInteger/ConvInteger); no calibration data.
+	Dynamic Mode = "dynamic"
+	// Static quantizes weights and activations with ranges calibrated on data.
+	Static Mode = "static"
+	// FP16 converts float32 weights and compute to float16.
+	FP16 Mode = "fp16"
+)
+
+// Format is how a statically quantized model expresses quantization.
+type Format string
+
+// Static formats.
+const (
+	// QDQ keeps float operators between QuantizeLinear/DequantizeLinear pairs; runtimes
+	// fuse the patterns they support (ONNX Runtime's recommended form, TensorRT's only one).
+	QDQ Format = "qdq"
+	// QOperator emits integer operators (QLinearConv, QLinearMatMul, com.microsoft
+	// QLinearAdd, ...) with Quantize/Dequantize only where float and integer regions meet.
+	QOperator Format = "qoperator"
+)
+
+// Target is the runtime the Q/DQ placement is tuned for.
+type Target string
+
+// Targets.
+const (
+	// TargetORT places Q/DQ as onnxruntime.quantization does, so ONNX Runtime's QDQ
+	// fusions apply (weights, activations and biases of quantized operators).
+	TargetORT Target = "ort"
+	// TargetTensorRT follows TensorRT's explicit-quantization rules: symmetric INT8 with
+	// zero point 0, per-channel weights on the output-channel axis, Q/DQ on the inputs of
+	// Conv/Gemm/MatMul and on the identity branch of residual adds, float biases.
+	TargetTensorRT Target = "tensorrt"
+)
+
+// Options configure a quantization. The zero value is not valid: Mode must be set.
+type Options struct {
+	Mode   Mode
+	Format Format // static only; "" = qdq
+	Target Target // static only; "" = ort
+	// PerChannel quantizes weights with one scale per output channel (Conv axis 0, MatMul
+	// and Gemm on their output axis). It needs opset 13; older models are upgraded when
+	// every operator can be carried over, otherwise weights fall back to per-tensor and
+	// the report says so.
+	PerChannel bool
+	// ActivationType and WeightType are tensor.Uint8 or tensor.Int8 ("" defaults: uint8
+	// activations, int8 weights; TensorRT: int8 for both).
+	ActivationType, WeightType tensor.DType
+	// Symmetric quantizes activations symmetrically (zero point 0 for int8, 128 for
+	// uint8). Weights are symmetric when int8 and asymmetric when uint8, as in ORT.
+	Symmetric bool
+	// ReduceRange quantizes weights to 7 bits (for CPUs without VNNI whose u8×s8 dot
+	// products can saturate).
+	ReduceRange bool
+	// Exclude names nodes (by name or first output) or op types to keep in float.
+	Exclude []string
+	// OpTypes restricts quantization to these op types ("" = every supported one).
+	OpTypes []string
+
+	// Calibration data (static mode), as calibration.Open takes it.
+	Calib      string
+	Preprocess string
+	Shapes     map[string][]int64
+	Limit      int
+	Batch      int
+	// Method, Percentile, MovingAverage and AveragingConstant as in calibration.CalibrateOptions.
+	Method            calibration.Method
+	Percentile        float64
+	MovingAverage     bool
+	AveragingConstant float32
+
+	// FP16: KeepFloat32IO keeps float32 graph inputs and outputs (Casts at the boundary);
+	// FP16BlockOps replaces the default list of operators kept in float32 (nil = default).
+	KeepFloat32IO bool
+	FP16BlockOps  []string
+
+	// Sensitivity measures every quantized layer's contribution to the output error.
+	Sensitivity bool
+	// AutoFallback keeps the most sensitive layers in float until the gates hold on the
+	// calibration data (or Data when set). At least one gate must be set.
+	AutoFallback bool
+	MaxTop1Drop  *float64
+	MinCosine    *float64
+	// Data is what sensitivity and fallback measure on (default: the calibration data).
+	Data string
+
+	Runtime runtime.Options
+	Log     *slog.Logger
+	// Progress, when set, is called as calibration advances.
+	Progress func(done, total int)
+}
+
+// normalized fills defaults and rejects contradictory settings.
+func (o Options) normalized() (Options, error) {
+	switch o.Mode {
+	case Dynamic, Static, FP16:
+	case "":
+		return o, fmt.Errorf("no quantization mode (want dynamic, static or fp16)")
+	default:
+		return o, fmt.Errorf("unknown mode %q (want dynamic, static or fp16)", o.Mode)
+	}
+	if o.Format == "" {
+		o.Format = QDQ
+	}
+	if o.Target == "" {
+		o.Target = TargetORT
+	}
+	switch o.Format {
+	case QDQ, QOperator:
+	default:
+		return o, fmt.Errorf("unknown format %q (want qdq or qoperator)", o.Format)
+	}
+	switch o.Target {
+	case TargetORT, TargetTensorRT:
+	default:
+		return o, fmt.Errorf("unknown target %q (want ort or tensorrt)", o.Target)
+	}
+	if o.Target == TargetTensorRT {
+		if o.Format == QOperator {
+			return o, fmt.Errorf("target tensorrt takes Q/DQ only (format qdq)")
+		}
+		if o.ActivationType == tensor.Uint8 || o.WeightType == tensor.Uint8 {
+			return o, fmt.Errorf("target tensorrt needs signed int8 activations and weights")
+		}
+		o.ActivationType, o.WeightType, o.Symmetric, o.PerChannel = tensor.Int8, tensor.Int8, true, true
+	}
+	if o.ActivationType == tensor.Undefined {
+		o.ActivationType = tensor.Uint8
+	}
+	if o.WeightType == tensor.Undefined {
+		o.WeightType = tensor.Int8
+	}
+	for _, t := range []tensor.DType{o.ActivationType, o.WeightType} {
+		if t != tensor.Int8 && t != tensor.Uint8 {
+			return o, fmt.Errorf("quantized type %s: want int8 or uint8", t)
+		}
+	}
+	if o.Mode == Dynamic && o.ActivationType != tensor.Uint8 {
+		// DynamicQuantizeLinear produces uint8 only.
+		return o, fmt.Errorf("dynamic mode quantizes activations to uint8 (DynamicQuantizeLinear); int8 activations need --mode static")
+	}
+	if o.Mode == Static && o.Calib == "" {
+		return o, fmt.Errorf("static mode needs calibration data")
+	}
+	if o.Method == "" {
+		o.Method = calibration.MinMax
+	}
+	if o.AutoFallback {
+		if o.Mode == FP16 {
+			return o, fmt.Errorf("auto-fallback applies to int8 modes")
+		}
+		if o.MaxTop1Drop == nil && o.MinCosine == nil {
+			return o, fmt.Errorf("auto-fallback needs a gate: max top-1 drop or min cosine")
+		}
+	}
+	if (o.Sensitivity || o.AutoFallback) && o.Data == "" {
+		o.Data = o.Calib
+	}
+	if (o.Sensitivity || o.AutoFallback) && o.Data == "" {
+		return o, fmt.Errorf("sensitivity and auto-fallback need data (--data or --calib)")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// ParseType accepts int8 and uint8 (also ORT's QInt8/QUInt8 spelling).
+func ParseType(s string) (tensor.DType, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "int8", "qint8", "s8":
+		return tensor.Int8, nil
+	case "uint8", "quint8", "u8":
+		return tensor.Uint8, nil
+	case "":
+		return tensor.Undefined, nil
+	}
+	return tensor.Undefined, fmt.Errorf("unknown quantized type %q (want int8 or uint8)", s)
+}
