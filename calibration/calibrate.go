@@ -433,6 +433,11 @@ func calibrateHistograms(ctx context.Context, m *onnxpb.ModelProto, tensors []st
 		if err != nil {
 			return fmt.Errorf("calibration of %q: %w", name, err)
 		}
+		if o.Symmetric {
+			// Percentile clamps to the observed extremes, which need not be symmetric.
+			a := max(-lo, hi)
+			lo, hi = -a, a
+		}
 		t.Ranges = append(t.Ranges, Range{Name: name, Min: lo, Max: hi})
 	}
 	return nil

@@ -29,7 +29,7 @@ type quantizeFlags struct {
 	movingAvg                                         bool
 	report                                            string
 	autoFallback                                      bool
-	maxTop1Drop, minCosine                            float64
+	maxTop1Drop, minCosine, minSNR                    float64
 	rt                                                runtimeFlags
 }
 
@@ -47,7 +47,7 @@ func newQuantizeCmd(g *globals) *cobra.Command {
 Weights stored in Constant nodes become initializers, BatchNorms fold into Convs, and
 old opsets are upgraded to 13 when per-channel weights need it (the report says what was
 done). --report FILE lists each quantized layer's contribution to the output error;
---auto-fallback with --max-top1-drop or --min-cosine keeps the most sensitive layers in
+--auto-fallback with --max-top1-drop, --min-cosine or --min-snr keeps the most sensitive layers in
 float until the gate holds, and exits 3 (with the output written) if it never does.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -107,6 +107,7 @@ float until the gate holds, and exits 3 (with the output written) if it never do
 	f.BoolVar(&fl.autoFallback, "auto-fallback", false, "keep the most sensitive layers in float until --max-top1-drop/--min-cosine holds")
 	f.Float64Var(&fl.maxTop1Drop, "max-top1-drop", -1, "gate for --auto-fallback: largest allowed 1 - top-1 agreement")
 	f.Float64Var(&fl.minCosine, "min-cosine", -1, "gate for --auto-fallback: smallest allowed worst-sample cosine of every output")
+	f.Float64Var(&fl.minSNR, "min-snr", -1, "gate for --auto-fallback: smallest allowed SNR (dB, over all samples) of every output")
 	f.StringVar(&fl.data, "data", "", "data for --report/--auto-fallback (default: the calibration data)")
 	fl.rt.register(cmd, "basic")
 	cmd.MarkFlagRequired("output")
@@ -160,11 +161,19 @@ func (fl *quantizeFlags) toOptions(cmd *cobra.Command, g *globals) (quantize.Opt
 		v := fl.minCosine
 		o.MinCosine = &v
 	}
-	if o.AutoFallback && o.MaxTop1Drop == nil && o.MinCosine == nil {
-		return o, usagef("--auto-fallback needs --max-top1-drop or --min-cosine")
+	if cmd.Flags().Changed("min-snr") {
+		v := fl.minSNR
+		o.MinSNR = &v
 	}
-	if (o.MaxTop1Drop != nil || o.MinCosine != nil) && !o.AutoFallback {
-		return o, usagef("--max-top1-drop/--min-cosine are gates of --auto-fallback (use optimctl validate to check a model)")
+	gated := o.MaxTop1Drop != nil || o.MinCosine != nil || o.MinSNR != nil
+	if o.AutoFallback && !gated {
+		return o, usagef("--auto-fallback needs --max-top1-drop, --min-cosine or --min-snr")
+	}
+	if gated && !o.AutoFallback {
+		return o, usagef("--max-top1-drop/--min-cosine/--min-snr are gates of --auto-fallback (use optimctl validate to check a model)")
+	}
+	if err := o.Validate(); err != nil {
+		return o, usageError{err}
 	}
 	if o.Runtime, err = fl.rt.options(g); err != nil {
 		return o, err

@@ -99,6 +99,9 @@ type Options struct {
 	AutoFallback bool
 	MaxTop1Drop  *float64
 	MinCosine    *float64
+	// MinSNR bounds every output's SNR in dB over all samples: the gate for outputs where a
+	// per-sample cosine means little (mostly-zero maps such as a text detector's).
+	MinSNR *float64
 	// Data is what sensitivity and fallback measure on (default: the calibration data).
 	Data string
 
@@ -106,6 +109,12 @@ type Options struct {
 	Log     *slog.Logger
 	// Progress, when set, is called as calibration advances.
 	Progress func(done, total int)
+}
+
+// Validate reports contradictory or incomplete settings (what File would refuse).
+func (o Options) Validate() error {
+	_, err := o.normalized()
+	return err
 }
 
 // normalized fills defaults and rejects contradictory settings.
@@ -167,8 +176,8 @@ func (o Options) normalized() (Options, error) {
 		if o.Mode == FP16 {
 			return o, fmt.Errorf("auto-fallback applies to int8 modes")
 		}
-		if o.MaxTop1Drop == nil && o.MinCosine == nil {
-			return o, fmt.Errorf("auto-fallback needs a gate: max top-1 drop or min cosine")
+		if o.MaxTop1Drop == nil && o.MinCosine == nil && o.MinSNR == nil {
+			return o, fmt.Errorf("auto-fallback needs a gate: max top-1 drop, min cosine or min SNR")
 		}
 	}
 	if (o.Sensitivity || o.AutoFallback) && o.Data == "" {

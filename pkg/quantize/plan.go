@@ -50,17 +50,6 @@ type plan struct {
 	inputsOf map[*onnxpb.NodeProto][]string
 }
 
-// calibrated lists the activations whose ranges must be measured (shared ones are not).
-func (p *plan) calibrated() []string {
-	var out []string
-	for _, a := range p.acts {
-		if _, shared := p.shareOf[a]; !shared {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // activationInputs are the input positions of a node that carry activations to quantize
 // (constants in those positions are quantized as weights).
 func activationInputs(n *onnxpb.NodeProto, c opClass) []int {

@@ -231,8 +231,8 @@ func (j *job) loadPrepared() (*onnx.Model, *editor, error) {
 	return m, newEditor(m), nil
 }
 
-// calibrate measures the ranges of every activation the unrestricted plan needs (so a
-// later fallback or sensitivity variant never needs more).
+// calibrate measures the ranges of every activation the plan without fallback needs (a
+// fallback variant only quantizes fewer).
 func (j *job) calibrate(ctx context.Context) error {
 	start := time.Now()
 	_, e, err := j.loadPrepared()
@@ -240,7 +240,9 @@ func (j *job) calibrate(ctx context.Context) error {
 		return err
 	}
 	p := planStatic(e, j.types, j.o, excludeSet(j.o.Exclude))
-	tensors := p.calibrated()
+	// Every activation, shared ones included: a fallback variant may keep the node they
+	// share with in float and then need their own range.
+	tensors := p.acts
 	if len(tensors) == 0 {
 		return fmt.Errorf("nothing to quantize: no supported operator with float inputs (op types: %v)", opsUsed(e.g))
 	}

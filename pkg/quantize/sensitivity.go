@@ -46,8 +46,9 @@ type FallbackReport struct {
 	Attempts      int      `json:"attempts"`
 	FailedGates   []string `json:"failed_gates"`
 	Top1Agreement *float64 `json:"top1_agreement,omitempty"`
-	// CosineMin is the worst sample's cosine over every output of the final model.
+	// CosineMin and SNRdB are the worst over every output of the final model.
 	CosineMin float64 `json:"cosine_min"`
+	SNRdB     float64 `json:"snr_db"`
 }
 
 // withSensitivity builds the quantized model, measures every layer's contribution to
@@ -163,10 +164,12 @@ func (j *job) withSensitivity(ctx context.Context, exclude map[string]bool) (*on
 	fr.Passed = res.r.Passed
 	fr.FailedGates = append([]string{}, res.r.FailedGates...)
 	fr.Top1Agreement = res.r.Top1Agreement
-	fr.CosineMin = 1
+	fr.CosineMin, fr.SNRdB = 1, math.Inf(1)
 	for _, o := range res.r.Outputs {
 		fr.CosineMin = math.Min(fr.CosineMin, o.CosineMin)
+		fr.SNRdB = math.Min(fr.SNRdB, o.SNRdB)
 	}
+	fr.SNRdB = clampDB(fr.SNRdB)
 	fr.Kept = []string{}
 	for _, s := range sens[:best] {
 		fr.Kept = append(fr.Kept, s.Node)
@@ -202,7 +205,7 @@ func (j *job) gate(ctx context.Context, m *onnxpb.ModelProto, dir string) (*vali
 	rt.ExtraOutputs = nil
 	return validate.Run(ctx, validate.Options{Reference: j.input, Candidate: path, Data: j.o.Data, Preprocess: j.o.Preprocess,
 		Shapes: j.o.Shapes, Limit: j.o.Limit, Runtime: rt, Warmup: 1,
-		Gates: validate.Gates{MaxTop1Drop: j.o.MaxTop1Drop, MinCosine: j.o.MinCosine}})
+		Gates: validate.Gates{MaxTop1Drop: j.o.MaxTop1Drop, MinCosine: j.o.MinCosine, MinSNR: j.o.MinSNR}})
 }
 
 // layer is a quantized compute node and the tensors compared for it: pairs of a name in
