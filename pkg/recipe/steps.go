@@ -10,6 +10,7 @@ import (
 	"github.com/optimctl/optimctl/pkg/bench"
 	"github.com/optimctl/optimctl/pkg/inspect"
 	"github.com/optimctl/optimctl/pkg/optimize"
+	"github.com/optimctl/optimctl/pkg/prune"
 	"github.com/optimctl/optimctl/pkg/validate"
 	"go.yaml.in/yaml/v3"
 )
@@ -87,6 +88,17 @@ func init() {
 		files:  func(any) []*string { return nil },
 		run: func(ctx context.Context, e *stepEnv, o any) (result, error) {
 			r, err := optimize.File(e.input, e.output, *o.(*optimize.Options))
+			return result{report: r}, err
+		},
+	}
+	kinds["prune"] = kind{
+		ext:    ".onnx",
+		decode: decodeAs[prune.Options](),
+		files:  func(any) []*string { return nil },
+		run: func(ctx context.Context, e *stepEnv, o any) (result, error) {
+			p := *o.(*prune.Options)
+			p.Input, p.Output = e.input, e.output
+			r, err := prune.Run(ctx, p)
 			return result{report: r}, err
 		},
 	}
