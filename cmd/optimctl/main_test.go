@@ -166,3 +166,66 @@ func TestValidateGates(t *testing.T) {
 		t.Fatalf("markdown report: %v\n%s", err, b)
 	}
 }
+
+// TestOutputsAtomicAndInputSafe covers the commands that write models: the input is never
+// overwritten, a usage error exits 2, a failure leaves no output, success writes the file.
+func TestOutputsAtomicAndInputSafe(t *testing.T) {
+	m := testassets.Path(t, testassets.OCRClassifier)
+	dir := t.TempDir()
+	copyPath := filepath.Join(dir, "cls.onnx")
+	b, _ := os.ReadFile(m)
+	os.WriteFile(copyPath, b, 0o644)
+	bad := filepath.Join(dir, "bad.onnx")
+	os.WriteFile(bad, b[:1000], 0o644)
+	out := filepath.Join(dir, "out.onnx")
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"optimize", copyPath, "-o", copyPath}, 1},
+		{[]string{"prune", copyPath, "-o", copyPath, "--method", "magnitude", "--sparsity", "0.5"}, 1},
+		{[]string{"optimize", copyPath}, 2},
+		{[]string{"prune", copyPath, "-o", out, "--method", "nonsense", "--sparsity", "0.5"}, 2},
+		{[]string{"optimize", bad, "-o", out}, 1},
+		{[]string{"prune", bad, "-o", out, "--method", "2:4"}, 1},
+	}
+	for _, c := range cases {
+		code, _, stderr := optimctl(t, c.args...)
+		if code != c.code || !strings.HasPrefix(stderr, "optimctl: ") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d (want %d), stderr %q", c.args, code, c.code, stderr)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%v: output written by a failed command", c.args)
+		}
+	}
+	if after, _ := os.ReadFile(copyPath); !bytes.Equal(after, b) {
+		t.Fatal("the input model was modified")
+	}
+	for _, args := range [][]string{
+		{"optimize", copyPath, "-o", out, "--json"},
+		{"prune", copyPath, "-o", out, "--method", "magnitude", "--sparsity", "0.5", "--json"},
+	} {
+		code, stdout, stderr := optimctl(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		var r struct {
+			NodesBefore int   `json:"nodes_before"`
+			NodesAfter  int   `json:"nodes_after"`
+			SizeAfter   int64 `json:"size_after"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil || r.NodesBefore != 471 || r.SizeAfter == 0 {
+			t.Fatalf("%v: report %s (%v)", args, stdout, err)
+		}
+		if st, err := os.Stat(out); err != nil || st.Size() != r.SizeAfter {
+			t.Fatalf("%v: output %v, size_after %d", args, err, r.SizeAfter)
+		}
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".tmp") {
+				t.Fatalf("temp file %s left behind", e.Name())
+			}
+		}
+		os.Remove(out)
+	}
+}
