@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	goruntime "runtime"
 	"strings"
 	"sync"
 
@@ -132,8 +133,10 @@ func Calibrate(ctx context.Context, model []byte, tensors []string, src Source, 
 	if len(tensors) == 0 {
 		return nil, errors.New("calibration: no tensors to calibrate")
 	}
+	// Decoded in place: the copy Calibrate adds to is re-encoded, never kept, so aliasing
+	// model (which the caller holds for the whole call) saves a copy of the weights.
 	m := &onnxpb.ModelProto{}
-	if err := m.UnmarshalVT(model); err != nil {
+	if err := m.UnmarshalVTUnsafe(model); err != nil {
 		return nil, fmt.Errorf("calibration: decoding model: %w", err)
 	}
 	if err := checkTensors(m.GetGraph(), tensors); err != nil {
@@ -204,19 +207,18 @@ func calibrateMinMax(ctx context.Context, m *onnxpb.ModelProto, tensors []string
 		}
 	}
 	if len(reduced) > 0 {
-		addReductions(g, reduced)
-		// The model's own outputs are not needed, and as further leaves of the graph they
-		// would make ONNX Runtime run the whole model before any reduction.
-		g.Output = nil
+		// The ranges become the only graph output: the model's own outputs are not
+		// needed, and as further leaves of the graph they would make ONNX Runtime run the
+		// whole model before any reduction. (A declared output also spares the session a
+		// rewrite of the model.)
+		g.Output = []*onnxpb.ValueInfoProto{addReductions(g, reduced)}
 	}
 	b, err := m.MarshalVT()
 	if err != nil {
 		return fmt.Errorf("calibration: encoding model: %w", err)
 	}
 	ro := o.Runtime
-	if len(reduced) > 0 {
-		ro.ExtraOutputs = []string{rangesOutput}
-	}
+	ro.ExtraOutputs = nil
 	sess, err := runtime.NewSession(b, ro)
 	if err != nil {
 		return fmt.Errorf("calibration session: %w", err)
@@ -234,17 +236,17 @@ func calibrateMinMax(ctx context.Context, m *onnxpb.ModelProto, tensors []string
 		return err
 	}
 	total := src.Len()
+	samples, stop := prefetch(ctx, src)
+	defer stop()
 	for i := 0; ; i++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		smp, err := src.Next()
-		if errors.Is(err, io.EOF) {
+		f, more := <-samples
+		if !more {
 			break
 		}
-		if err != nil {
-			return err
+		if f.err != nil {
+			return f.err
 		}
+		smp := f.s
 		for name := range inputs {
 			if st, ok := states[name]; ok {
 				v, ok := smp[name]
@@ -284,10 +286,55 @@ func calibrateMinMax(ctx context.Context, m *onnxpb.ModelProto, tensors []string
 	return nil
 }
 
-// addReductions adds, for each tensor, ReduceMin/ReduceMax over all axes (keepdims, so
-// the result has a static shape whatever the opset) and a Reshape to [1]; one Concat of
-// all ranges becomes a float32 graph output of static shape [2·len(names)].
-func addReductions(g *onnxpb.GraphProto, names []string) {
+type fetched struct {
+	s   Sample
+	err error
+}
+
+// prefetch reads samples one ahead in a goroutine, so decoding and preprocessing the next
+// image overlaps the model run on the current one. stop ends it early.
+func prefetch(ctx context.Context, src Source) (<-chan fetched, func()) {
+	ch := make(chan fetched, 1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ch)
+		for {
+			if err := ctx.Err(); err != nil {
+				select {
+				case ch <- fetched{err: err}:
+				case <-done:
+				}
+				return
+			}
+			s, err := src.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			select {
+			case ch <- fetched{s: s, err: err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch, func() {
+		close(done)
+		for range ch {
+		}
+		wg.Wait()
+	}
+}
+
+// addReductions adds, for each tensor, ReduceMin and ReduceMax over all axes (with keepdims,
+// so the result has a static shape whatever the opset); one Concat of all ranges becomes a
+// float32 graph output of static shape [2·len(names)].
+func addReductions(g *onnxpb.GraphProto, names []string) *onnxpb.ValueInfoProto {
 	taken := map[string]bool{}
 	for _, n := range g.Node {
 		for _, out := range n.Output {
@@ -302,27 +349,23 @@ func addReductions(g *onnxpb.GraphProto, names []string) {
 		taken[s] = true
 		return s
 	}
-	one := fresh("optimctl_calibration_shape1")
+	// Each tensor is viewed flat (a Reshape to [-1] copies nothing), so both reductions
+	// over all axes with keepdims give [1] directly.
+	flatShape := fresh("optimctl_calibration_flat")
 	dt := int32(tensor.Int64)
-	g.Initializer = append(g.Initializer, &onnxpb.TensorProto{Name: proto.String(one), DataType: &dt, Dims: []int64{1},
-		RawData: []byte{1, 0, 0, 0, 0, 0, 0, 0}})
+	g.Initializer = append(g.Initializer, &onnxpb.TensorProto{Name: proto.String(flatShape), DataType: &dt, Dims: []int64{1},
+		RawData: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
 	mins := make([]string, len(names))
 	maxs := make([]string, len(names))
 	after := map[string][]*onnxpb.NodeProto{}
+	keep := []*onnxpb.AttributeProto{{Name: proto.String("keepdims"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(1)}}
 	for i, name := range names {
-		for k, op := range []string{"ReduceMin", "ReduceMax"} {
-			r := fresh(name + "_optimctl_" + strings.ToLower(op[6:]))
-			flat := fresh(r + "_1")
-			after[name] = append(after[name],
-				&onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(r), Input: []string{name}, Output: []string{r},
-					Attribute: []*onnxpb.AttributeProto{{Name: proto.String("keepdims"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(1)}}},
-				&onnxpb.NodeProto{OpType: proto.String("Reshape"), Name: proto.String(flat), Input: []string{r, one}, Output: []string{flat}})
-			if k == 0 {
-				mins[i] = flat
-			} else {
-				maxs[i] = flat
-			}
-		}
+		flat := fresh(name + "_optimctl_flat")
+		mins[i], maxs[i] = fresh(name+"_optimctl_min"), fresh(name+"_optimctl_max")
+		after[name] = append(after[name],
+			&onnxpb.NodeProto{OpType: proto.String("Reshape"), Name: proto.String(flat), Input: []string{name, flatShape}, Output: []string{flat}},
+			&onnxpb.NodeProto{OpType: proto.String("ReduceMin"), Name: proto.String(mins[i]), Input: []string{flat}, Output: []string{mins[i]}, Attribute: keep},
+			&onnxpb.NodeProto{OpType: proto.String("ReduceMax"), Name: proto.String(maxs[i]), Input: []string{flat}, Output: []string{maxs[i]}, Attribute: keep})
 	}
 	// Order matters for memory. ONNX Runtime's default execution order is a depth-first
 	// walk back from the graph's leaf, visiting the inputs with the highest node index
@@ -341,9 +384,9 @@ func addReductions(g *onnxpb.GraphProto, names []string) {
 	g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("Concat"), Name: proto.String(fresh(rangesOutput)), Input: ins, Output: []string{rangesOutput},
 		Attribute: []*onnxpb.AttributeProto{{Name: proto.String("axis"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(0)}}})
 	f32 := int32(tensor.Float32)
-	g.ValueInfo = append(g.ValueInfo, &onnxpb.ValueInfoProto{Name: proto.String(rangesOutput), Type: &onnxpb.TypeProto{
+	return &onnxpb.ValueInfoProto{Name: proto.String(rangesOutput), Type: &onnxpb.TypeProto{
 		Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: &f32,
-			Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: int64(2 * len(names))}}}}}}}})
+			Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: int64(2 * len(names))}}}}}}}}
 }
 
 // calibrateHistograms feeds every tensor's values into a streaming histogram and derives
@@ -417,30 +460,58 @@ func calibrateHistograms(ctx context.Context, m *onnxpb.ModelProto, tensors []st
 		}
 	}
 	t.Passes = len(groups)
-	for _, name := range tensors {
-		h := hists[name]
-		var lo, hi float32
-		if h.Total() == 0 {
-			// Nothing finite was seen: an empty range quantizes to scale 1, zero point 0.
-			t.Ranges = append(t.Ranges, Range{Name: name})
-			continue
-		}
-		if o.Method == Entropy {
-			lo, hi, err = quant.Entropy(h, 0)
-		} else {
-			lo, hi, err = quant.Percentile(h, o.Percentile)
-		}
-		if err != nil {
-			return fmt.Errorf("calibration of %q: %w", name, err)
-		}
-		if o.Symmetric {
-			// Percentile clamps to the observed extremes, which need not be symmetric.
-			a := max(-lo, hi)
-			lo, hi = -a, a
-		}
-		t.Ranges = append(t.Ranges, Range{Name: name, Min: lo, Max: hi})
+	// The threshold searches are independent per tensor (and cost more than collecting the
+	// histograms for entropy: ~1000 candidate windows of up to 2048 bins), so they run on
+	// every CPU; results land by index, so the order never depends on scheduling.
+	ranges := make([]Range, len(tensors))
+	errs := make([]error, len(tensors))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < goruntime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				ranges[i], errs[i] = histogramRange(tensors[i], hists[tensors[i]], o)
+			}
+		}()
 	}
+	for i := range tensors {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	t.Ranges = ranges
 	return nil
+}
+
+// histogramRange derives a tensor's range from its histogram.
+func histogramRange(name string, h *quant.Histogram, o CalibrateOptions) (Range, error) {
+	if h.Total() == 0 {
+		// Nothing finite was seen: an empty range quantizes to scale 1, zero point 0.
+		return Range{Name: name}, nil
+	}
+	var lo, hi float32
+	var err error
+	if o.Method == Entropy {
+		lo, hi, err = quant.Entropy(h, 0)
+	} else {
+		lo, hi, err = quant.Percentile(h, o.Percentile)
+	}
+	if err != nil {
+		return Range{}, fmt.Errorf("calibration of %q: %w", name, err)
+	}
+	if o.Symmetric {
+		// Percentile clamps to the observed extremes, which need not be symmetric.
+		a := max(-lo, hi)
+		lo, hi = -a, a
+	}
+	return Range{Name: name, Min: lo, Max: hi}, nil
 }
 
 // histogramPass runs the data once through sess, adding each tensor of group to its
@@ -507,9 +578,9 @@ func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group
 		var uwg sync.WaitGroup
 		var mu sync.Mutex
 		var ferr error
-		// Two workers: histogram updates are independent per tensor.
+		// Histogram updates are independent per tensor: one worker per CPU.
 		next := make(chan string)
-		for w := 0; w < 2; w++ {
+		for w := 0; w < goruntime.GOMAXPROCS(0); w++ {
 			uwg.Add(1)
 			go func() {
 				defer uwg.Done()

@@ -134,8 +134,10 @@ func planStatic(e *editor, types valueTypes, o Options, exclude map[string]bool)
 		if !eligible(e, n, c, isAct, types) {
 			continue
 		}
-		// A QOperator node must produce a quantized output; graph outputs stay float.
-		if o.Format == QOperator && outs[n.Output[0]] {
+		// A QOperator node must produce a quantized output; graph outputs stay float. An
+		// activation-like node that writes a graph output gains nothing from quantized
+		// inputs either (no integer kernel without a quantized output), only their error.
+		if outs[n.Output[0]] && (o.Format == QOperator || c == clsUnary) {
 			continue
 		}
 		p.sel[n], p.class[n] = true, c

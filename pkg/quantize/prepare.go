@@ -190,3 +190,67 @@ func foldBatchNorm(e *editor) (int, error) {
 	}
 	return n, nil
 }
+
+// fuseMatMulAdd turns MatMul(A, B) + Add(·, c) into Gemm(A, B, c) when A is 2-D, B a
+// constant [K, N] and c a constant [N] (or [1, N]) bias, and nothing else reads the MatMul
+// output: ONNX Runtime's basic optimisations (and so quant_pre_process) do the same. One
+// integer Gemm with an int32 bias then replaces a quantized MatMul whose output is
+// quantized again before a quantized Add: one rounding instead of two.
+func fuseMatMulAdd(e *editor, types valueTypes) int {
+	cons := consumers(e.g)
+	outs := graphOutputs(e.g)
+	removed := map[*onnxpb.NodeProto]bool{}
+	n := 0
+	for _, mm := range e.g.Node {
+		if mm.GetOpType() != "MatMul" || !isDefaultDomain(mm) || len(mm.Input) != 2 || len(mm.Output) != 1 {
+			continue
+		}
+		y := mm.Output[0]
+		if outs[y] || len(cons[y]) != 1 || !isConstFloat(e, mm.Input[1]) || len(e.inits[mm.Input[1]].Dims) != 2 {
+			continue
+		}
+		if s, ok := types[mm.Input[0]]; !ok || len(s.Shape) != 2 {
+			continue
+		}
+		add := cons[y][0]
+		if add.GetOpType() != "Add" || !isDefaultDomain(add) || len(add.Input) != 2 || removed[add] {
+			continue
+		}
+		c := add.Input[1]
+		if c == y {
+			c = add.Input[0]
+		}
+		nOut := e.inits[mm.Input[1]].Dims[1]
+		if c == y || !isConstFloat(e, c) {
+			continue
+		}
+		cd := e.inits[c].Dims
+		if !(len(cd) == 1 && cd[0] == nOut) && !(len(cd) == 2 && cd[0] == 1 && cd[1] == nOut) {
+			continue
+		}
+		bias := c
+		if len(cd) == 2 {
+			v, _, err := e.floats(c)
+			if err != nil {
+				continue
+			}
+			bias = e.addInit(c+"_1d", tensor.FromFloat32([]int64{nOut}, v))
+		}
+		mm.OpType = proto.String("Gemm")
+		mm.Input = []string{mm.Input[0], mm.Input[1], bias}
+		mm.Output[0] = add.Output[0]
+		removed[add] = true
+		n++
+	}
+	if n > 0 {
+		keep := e.g.Node[:0]
+		for _, nd := range e.g.Node {
+			if !removed[nd] {
+				keep = append(keep, nd)
+			}
+		}
+		e.g.Node = keep
+		e.removeUnusedInits()
+	}
+	return n
+}

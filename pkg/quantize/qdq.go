@@ -31,13 +31,15 @@ type builder struct {
 	pre, post map[*onnxpb.NodeProto][]*onnxpb.NodeProto
 	head      []*onnxpb.NodeProto
 	removed   map[*onnxpb.NodeProto]bool
+	// constDQ is the dequantized copy of each constant operand of Add/Mul (QDQ).
+	constDQ map[string]string
 }
 
 func newBuilder(e *editor, o Options, p *plan, ranges map[string]calibration.Range, types valueTypes) *builder {
 	return &builder{e: e, o: o, p: p, ranges: ranges, types: types, weights: map[string]*weightQ{},
 		params: map[string]qparam{}, paramInit: map[string][2]string{},
 		pre: map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}, post: map[*onnxpb.NodeProto][]*onnxpb.NodeProto{},
-		removed: map[*onnxpb.NodeProto]bool{}}
+		removed: map[*onnxpb.NodeProto]bool{}, constDQ: map[string]string{}}
 }
 
 // actParam returns an activation's parameters: from its calibrated range, or from the
@@ -169,15 +171,23 @@ func (b *builder) buildQDQ() error {
 			if trt {
 				break
 			}
+			// Constant operands take the activation type, as onnxruntime.quantization
+			// does: QLinearAdd/QLinearMul need both operands in one type, so an int8
+			// weight-style constant beside uint8 activations would block the fusion.
 			for i, in := range n.Input {
 				if !b.e.isConst(in) {
 					continue
 				}
-				_, dq, err := b.dqWeight(n, in, 0, false)
-				if err != nil {
-					return fmt.Errorf("%s: %w", nodeLabel(n), err)
+				if _, ok := b.constDQ[in]; !ok {
+					q, err := b.constActivation(in)
+					if err != nil {
+						return fmt.Errorf("%s: %w", nodeLabel(n), err)
+					}
+					out := b.e.fresh(in + "_dequantized")
+					b.pre[n] = append(b.pre[n], newNode("DequantizeLinear", "", b.e.fresh(in+"_DequantizeLinear"), q, []string{out}))
+					b.constDQ[in] = out
 				}
-				n.Input[i] = dq
+				n.Input[i] = b.constDQ[in]
 			}
 		}
 	}

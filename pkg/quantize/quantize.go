@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/optimctl/optimctl/calibration"
@@ -56,6 +57,7 @@ type Report struct {
 type PrepareReport struct {
 	ConstantsToInitializers int `json:"constants_to_initializers"`
 	BatchNormsFolded        int `json:"batchnorms_folded"`
+	MatMulAddToGemm         int `json:"matmul_add_to_gemm"`
 }
 
 // CalibrationReport describes the activation calibration of a static run.
@@ -175,28 +177,30 @@ func (j *job) prepare() error {
 		return err
 	}
 	j.rep.Prepared.BatchNormsFolded = n
+	t0 := time.Now()
+	if j.types, err = probeTypes(j.m, nil, j.o.Shapes, j.o.Runtime); err != nil {
+		return err
+	}
+	j.o.Log.Debug("tensor types inferred", "seconds", time.Since(t0).Seconds(), "peak_rss", peakRSS())
+	if j.o.Mode != FP16 {
+		if n := fuseMatMulAdd(e, j.types); n > 0 {
+			j.rep.Prepared.MatMulAddToGemm = n
+		}
+		if err := j.upgrade(e); err != nil {
+			return err
+		}
+		// Values the upgrade added (Softmax reshapes, new inputs) need types too.
+		if j.types, err = probeTypes(j.m, nil, j.o.Shapes, j.o.Runtime); err != nil {
+			return err
+		}
+	}
 	b, err := j.m.MarshalInline()
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
-	if j.types, err = probeTypes(b, j.o.Runtime); err != nil {
-		return err
-	}
-	j.o.Log.Debug("tensor types inferred", "seconds", time.Since(t0).Seconds())
-	if j.o.Mode != FP16 {
-		if err := j.upgrade(e); err != nil {
-			return err
-		}
-		if b, err = j.m.MarshalInline(); err != nil {
-			return err
-		}
-		if j.types, err = probeTypes(b, j.o.Runtime); err != nil {
-			return err
-		}
-	}
 	j.prepared = b
 	j.rep.OpsetAfter = j.m.Opset("")
+	j.o.Log.Debug("prepared", "peak_rss", peakRSS())
 	return nil
 }
 
@@ -258,6 +262,7 @@ func (j *job) calibrate(ctx context.Context) error {
 		return err
 	}
 	j.ranges = t.Map()
+	j.o.Log.Debug("calibrated", "seconds", time.Since(start).Seconds(), "peak_rss", peakRSS())
 	j.rep.Calibration = &CalibrationReport{Data: j.o.Calib, Method: t.Method, Percentile: t.Percentile, MovingAverage: j.o.MovingAverage,
 		Samples: t.Samples, Tensors: len(tensors), Passes: t.Passes, Seconds: time.Since(start).Seconds()}
 	return nil
@@ -317,4 +322,20 @@ func excludeSet(list []string) map[string]bool {
 		}
 	}
 	return s
+}
+
+// peakRSS reads the process's peak resident set (Linux; 0 elsewhere), for debug logs.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
