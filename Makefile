@@ -107,6 +107,11 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/...
 
+# Every example recipe on the real models (after `make setup`).
+examples: build setup
+	@[ -f .cache/data/textlines.labels.txt ] || $(GO) run ./examples/textlines -src .cache/images/bw_text.png -out .cache/data/textlines
+	@for r in examples/*.yaml; do echo "== optimctl run $$r"; ./bin/optimctl run --force $$r || exit $$?; done
+
 # The CI examples checked against the published schemas (check-jsonschema from PyPI, actionlint from the Go proxy).
 lint-ci:
 	check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions.yml

@@ -53,62 +53,63 @@ const (
 
 // Options configure a quantization. The zero value is not valid: Mode must be set.
 type Options struct {
-	Mode   Mode
-	Format Format // static only; "" = qdq
-	Target Target // static only; "" = ort
+	Mode   Mode   `yaml:"mode"`
+	Format Format `yaml:"format"` // static only; "" = qdq
+	Target Target `yaml:"target"` // static only; "" = ort
 	// PerChannel quantizes weights with one scale per output channel (Conv axis 0, MatMul
 	// and Gemm on their output axis). It needs opset 13; older models are upgraded when
 	// every operator can be carried over, otherwise weights fall back to per-tensor and
 	// the report says so.
-	PerChannel bool
+	PerChannel bool `yaml:"per_channel"`
 	// ActivationType and WeightType are tensor.Uint8 or tensor.Int8 ("" defaults: uint8
 	// activations, int8 weights; TensorRT: int8 for both).
-	ActivationType, WeightType tensor.DType
+	ActivationType tensor.DType `yaml:"activation_type"`
+	WeightType     tensor.DType `yaml:"weight_type"`
 	// Symmetric quantizes activations symmetrically (zero point 0 for int8, 128 for
 	// uint8). Weights are symmetric when int8 and asymmetric when uint8, as in ORT.
-	Symmetric bool
+	Symmetric bool `yaml:"symmetric"`
 	// ReduceRange quantizes weights to 7 bits (for CPUs without VNNI whose u8×s8 dot
 	// products can saturate).
-	ReduceRange bool
+	ReduceRange bool `yaml:"reduce_range"`
 	// Exclude names nodes (by name or first output) or op types to keep in float.
-	Exclude []string
+	Exclude []string `yaml:"exclude"`
 	// OpTypes restricts quantization to these op types ("" = every supported one).
-	OpTypes []string
+	OpTypes []string `yaml:"op_types"`
 
 	// Calibration data (static mode), as calibration.Open takes it.
-	Calib      string
-	Preprocess string
-	Shapes     map[string][]int64
-	Limit      int
-	Batch      int
+	Calib      string             `yaml:"calib"`
+	Preprocess string             `yaml:"preprocess"`
+	Shapes     map[string][]int64 `yaml:"shapes"`
+	Limit      int                `yaml:"limit"`
+	Batch      int                `yaml:"batch"`
 	// Method, Percentile, MovingAverage and AveragingConstant as in calibration.CalibrateOptions.
-	Method            calibration.Method
-	Percentile        float64
-	MovingAverage     bool
-	AveragingConstant float32
+	Method            calibration.Method `yaml:"method"`
+	Percentile        float64            `yaml:"percentile"`
+	MovingAverage     bool               `yaml:"moving_average"`
+	AveragingConstant float32            `yaml:"averaging_constant"`
 
 	// FP16: KeepFloat32IO keeps float32 graph inputs and outputs (Casts at the boundary);
 	// FP16BlockOps replaces the default list of operators kept in float32 (nil = default).
-	KeepFloat32IO bool
-	FP16BlockOps  []string
+	KeepFloat32IO bool     `yaml:"keep_float32_io"`
+	FP16BlockOps  []string `yaml:"fp16_block_ops"`
 
 	// Sensitivity measures every quantized layer's contribution to the output error.
-	Sensitivity bool
+	Sensitivity bool `yaml:"sensitivity"`
 	// AutoFallback keeps the most sensitive layers in float until the gates hold on the
 	// calibration data (or Data when set). At least one gate must be set.
-	AutoFallback bool
-	MaxTop1Drop  *float64
-	MinCosine    *float64
+	AutoFallback bool     `yaml:"auto_fallback"`
+	MaxTop1Drop  *float64 `yaml:"max_top1_drop"`
+	MinCosine    *float64 `yaml:"min_cosine"`
 	// MinSNR bounds every output's SNR in dB over all samples: the gate for outputs where a
 	// per-sample cosine means little (mostly-zero maps such as a text detector's).
-	MinSNR *float64
+	MinSNR *float64 `yaml:"min_snr_db"`
 	// Data is what sensitivity and fallback measure on (default: the calibration data).
-	Data string
+	Data string `yaml:"data"`
 
-	Runtime runtime.Options
-	Log     *slog.Logger
+	Runtime runtime.Options `yaml:"runtime"`
+	Log     *slog.Logger    `yaml:"-" json:"-"`
 	// Progress, when set, is called as calibration advances.
-	Progress func(done, total int)
+	Progress func(done, total int) `yaml:"-" json:"-"`
 }
 
 // Validate reports contradictory or incomplete settings (what File would refuse).

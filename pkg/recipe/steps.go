@@ -11,6 +11,7 @@ import (
 	"github.com/optimctl/optimctl/pkg/inspect"
 	"github.com/optimctl/optimctl/pkg/optimize"
 	"github.com/optimctl/optimctl/pkg/prune"
+	"github.com/optimctl/optimctl/pkg/quantize"
 	"github.com/optimctl/optimctl/pkg/validate"
 	"go.yaml.in/yaml/v3"
 )
@@ -99,6 +100,25 @@ func init() {
 			p := *o.(*prune.Options)
 			p.Input, p.Output = e.input, e.output
 			r, err := prune.Run(ctx, p)
+			return result{report: r}, err
+		},
+	}
+	kinds["quantize"] = kind{
+		ext:    ".onnx",
+		decode: decodeAs[quantize.Options](),
+		files: func(o any) []*string {
+			q := o.(*quantize.Options)
+			var out []*string
+			if isFileSpec(q.Calib) {
+				out = append(out, &q.Calib)
+			}
+			if isFileSpec(q.Data) {
+				out = append(out, &q.Data)
+			}
+			return out
+		},
+		run: func(ctx context.Context, e *stepEnv, o any) (result, error) {
+			r, err := quantize.File(ctx, e.input, e.output, *o.(*quantize.Options))
 			return result{report: r}, err
 		},
 	}

@@ -111,3 +111,14 @@ func NumElements(shape []int64) int64 {
 	}
 	return n
 }
+
+// UnmarshalText accepts a type's name ("int8", "uint8", …), so recipes can write element
+// types as words.
+func (d *DType) UnmarshalText(b []byte) error {
+	v, err := ParseDType(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
