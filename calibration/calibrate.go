@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	goruntime "runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -57,7 +58,7 @@ type CalibrateOptions struct {
 	// Bins is the histogram size of the entropy and percentile methods (0: 2048).
 	Bins int
 	// MaxBytesPerPass bounds the activation bytes the histogram methods fetch from one run
-	// (0: 64 MiB). Tensors beyond it are calibrated in further passes over the data, so
+	// (0: 32 MiB). Tensors beyond it are calibrated in further passes over the data, so
 	// memory stays bounded by this figure whatever the model or the number of samples.
 	MaxBytesPerPass int64
 	// Runtime configures the ONNX Runtime sessions; extra outputs are set by Calibrate.
@@ -224,6 +225,10 @@ func calibrateMinMax(ctx context.Context, m *onnxpb.ModelProto, tensors []string
 		return fmt.Errorf("calibration session: %w", err)
 	}
 	defer sess.Close()
+	// The encoded copies of the model are garbage once ONNX Runtime has its own: hand
+	// them back before the runs reach the activations' peak.
+	b, m = nil, nil
+	debug.FreeOSMemory()
 	// One pkg/quant MinMax per tensor. The graph already reduced each activation to its
 	// batch extremes, and the extremes of [lo, hi] are lo and hi, so feeding that pair is
 	// the same update as feeding the whole batch (moving average included).
@@ -415,7 +420,7 @@ func calibrateHistograms(ctx context.Context, m *onnxpb.ModelProto, tensors []st
 	}
 	budget := o.MaxBytesPerPass
 	if budget <= 0 {
-		budget = 64 << 20
+		budget = 32 << 20
 	}
 	groups := groupBySize(tensors, types, budget)
 	hists := make(map[string]*quant.Histogram, len(tensors))
@@ -525,7 +530,7 @@ func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group
 		vals map[string]*tensor.Tensor
 		err  error
 	}
-	results := make(chan result, 1)
+	results := make(chan result)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -606,6 +611,10 @@ func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group
 		}
 		n++
 		tick()
+		// The activations are pointer-free buffers, so a collection costs almost nothing
+		// and keeps the heap at the two samples in flight instead of twice that.
+		r.vals = nil
+		goruntime.GC()
 	}
 	if n == 0 {
 		return 0, errors.New("calibration: the data has no samples")

@@ -192,13 +192,6 @@ func floatAttr(n *onnxpb.NodeProto, name string, def float32) float32 {
 	return def
 }
 
-func stringAttr(n *onnxpb.NodeProto, name, def string) string {
-	if a := getAttr(n, name); a != nil {
-		return string(a.GetS())
-	}
-	return def
-}
-
 // dropAttr removes the named attributes from a node.
 func dropAttr(n *onnxpb.NodeProto, names ...string) {
 	keep := n.Attribute[:0]

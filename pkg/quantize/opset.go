@@ -2,7 +2,6 @@ package quantize
 
 import (
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 
@@ -278,6 +277,3 @@ func opsUsed(g *onnxpb.GraphProto) []string {
 	sort.Strings(out)
 	return out
 }
-
-// float32Lowest is the most negative float32, Clip's implied minimum.
-var float32Lowest = float32(-math.MaxFloat32)
