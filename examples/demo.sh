@@ -12,7 +12,11 @@ PRE="resize=48x192,mean=0.5/0.5/0.5,std=0.5/0.5/0.5"
 OUT=.cache/demo
 mkdir -p "$OUT"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 
 [ -f "$TEXT.labels.txt" ] || go run ./examples/textlines -src "$IMAGES/bw_text.png" -out "$TEXT"
 
