@@ -124,3 +124,67 @@ image:
 
 clean:
 	rm -rf bin
+
+# ---- TensorRT: build tag, header check, plumbing tests (pkg/trt, docs/tensorrt.md) ----------
+# `make build TAGS=tensorrt TENSORRT_ROOT=/opt/TensorRT-10.16.0` links the cgo shim against an
+# installed TensorRT 10 or 11 (libnvinfer, libnvonnxparser) and CUDA (CUDA_HOME: cudart).
+TENSORRT_ROOT ?=
+CUDA_HOME     ?= /usr/local/cuda
+ifneq ($(TENSORRT_ROOT),)
+export CGO_CPPFLAGS += -isystem $(TENSORRT_ROOT)/include -isystem $(CUDA_HOME)/include
+export CGO_LDFLAGS  += -L$(TENSORRT_ROOT)/lib -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(TENSORRT_ROOT)/lib
+endif
+
+# trt-check compiles shim.cc against TensorRT headers without TensorRT or a GPU: g++
+# -fsyntax-only with warnings as errors, then `go build -tags tensorrt ./pkg/trt`, which also
+# compiles shim.cc to object code and type-checks the cgo side against shim.h (no linking).
+# TRT_INCLUDE=DIR checks one folder; by default every one of .cache/trt/{10,11}/include present
+# (docs/tensorrt.md says how to put the public headers there).
+TRT_INCLUDE  ?=
+CUDA_INCLUDE ?= $(CACHE)/cuda/include
+CUDA_RT_WHEEL   := nvidia_cuda_runtime_cu12-12.9.79-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
+CUDA_RT_SHA256  := 25bba2dfb01d48a9b59ca474a1ac43c6ebf7011f1b0b8cc44f54eb6ac48a96c3
+CUDA_CRT_WHEEL  := nvidia_cuda_nvcc_cu12-12.9.86-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl
+CUDA_CRT_SHA256 := 5d6a0d32fdc7ea39917c20065614ae93add6f577d840233237ff08e9a38f58f0
+
+.PHONY: trt-check test-trtfake cuda-headers
+
+trt-check:
+	@dirs="$(TRT_INCLUDE)"; \
+	if [ -z "$$dirs" ]; then for d in $(CACHE)/trt/10/include $(CACHE)/trt/11/include; do [ -f $$d/NvInfer.h ] && dirs="$$dirs $$d"; done; fi; \
+	[ -n "$$dirs" ] || { echo "trt-check: no TensorRT headers in .cache/trt/{10,11}/include; see docs/tensorrt.md or pass TRT_INCLUDE=DIR"; exit 1; }; \
+	[ -f "$(CUDA_INCLUDE)/cuda_runtime_api.h" ] || { echo "trt-check: no cuda_runtime_api.h in $(CUDA_INCLUDE): run make cuda-headers or pass CUDA_INCLUDE=DIR"; exit 1; }; \
+	cuda=$$(realpath "$(CUDA_INCLUDE)"); \
+	for d in $$dirs; do \
+	  d=$$(realpath "$$d"); \
+	  v=$$(printf '#include <NvInferVersion.h>\nNV_TENSORRT_MAJOR.NV_TENSORRT_MINOR.NV_TENSORRT_PATCH\n' | g++ -E -P -isystem "$$d" -x c++ - | tail -1 | tr -d ' '); \
+	  echo "trt-check: TensorRT $$v headers in $$d"; \
+	  g++ -std=c++17 -fsyntax-only -Wall -Wextra -Werror -isystem "$$d" -isystem "$$cuda" -x c++ pkg/trt/shim.cc; \
+	  CGO_CPPFLAGS="-isystem $$d -isystem $$cuda" $(GO) build -tags tensorrt ./pkg/trt; \
+	  CGO_CPPFLAGS="-isystem $$d -isystem $$cuda" $(GO) vet -tags tensorrt ./pkg/trt; \
+	  echo "trt-check: TensorRT $$v: ok"; \
+	done
+
+# CUDA runtime headers for trt-check, from PyPI (cuda_runtime_api.h and, from the nvcc wheel, crt/).
+cuda-headers: $(CACHE)/cuda/include/cuda_runtime_api.h
+
+$(CACHE)/cuda/include/cuda_runtime_api.h:
+	mkdir -p $(CACHE)/dl/cuda $(CACHE)/cuda
+	cd $(CACHE)/dl/cuda && { [ -f $(CUDA_RT_WHEEL) ] && [ -f $(CUDA_CRT_WHEEL) ] || python3 -m pip download -q --no-deps --only-binary=:all: \
+	  --platform manylinux_2_17_x86_64 --platform manylinux_2_12_x86_64 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 -d . ; }
+	echo "$(CUDA_RT_SHA256)  $(CACHE)/dl/cuda/$(CUDA_RT_WHEEL)" | sha256sum -c --quiet
+	echo "$(CUDA_CRT_SHA256)  $(CACHE)/dl/cuda/$(CUDA_CRT_WHEEL)" | sha256sum -c --quiet
+	rm -rf $(CACHE)/cuda/x && mkdir -p $(CACHE)/cuda/x
+	cd $(CACHE)/cuda/x && unzip -qo $(CACHE)/dl/cuda/$(CUDA_RT_WHEEL) 'nvidia/cuda_runtime/include/*' \
+	  && unzip -qo $(CACHE)/dl/cuda/$(CUDA_CRT_WHEEL) 'nvidia/cuda_nvcc/include/crt/*'
+	rm -rf $(CACHE)/cuda/include && mv $(CACHE)/cuda/x/nvidia/cuda_runtime/include $(CACHE)/cuda/include
+	mv $(CACHE)/cuda/x/nvidia/cuda_nvcc/include/crt $(CACHE)/cuda/include/crt && rm -rf $(CACHE)/cuda/x
+	test -f $@
+
+# Plumbing tests: the Go side of the shim against fake_shim.c (no GPU, no TensorRT), under the
+# race detector and AddressSanitizer.
+test-trtfake:
+	$(GO) vet -tags trtfake ./pkg/trt
+	$(GO) test -count=1 -race -tags trtfake ./pkg/trt
+	$(GO) test -count=1 -asan -tags trtfake ./pkg/trt
+# ---- end TensorRT ------------------------------------------------------------------------------
