@@ -2,6 +2,7 @@ package int4
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"math"
 	"math/rand/v2"
@@ -193,3 +194,13 @@ func fileSHA(t testing.TB, path string) string {
 func tmp(t testing.TB, name string) string { return filepath.Join(t.TempDir(), name) }
 
 func boolPtr(v bool) *bool { return &v }
+
+// sha256F32 hashes float32 values as little-endian bytes (numpy's tobytes() on x86).
+func sha256F32(v []float32) string {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
