@@ -182,11 +182,12 @@ $(CACHE)/cuda/include/cuda_runtime_api.h:
 	test -f $@
 
 # Plumbing tests: the Go side of the shim against fake_shim.c (no GPU, no TensorRT), under the
-# race detector and AddressSanitizer.
+# race detector, AddressSanitizer and cgocheck2 (every pointer stored in C-bound memory checked).
 test-trtfake:
 	$(GO) vet -tags trtfake ./pkg/trt
 	$(GO) test -count=1 -race -tags trtfake ./pkg/trt
 	$(GO) test -count=1 -asan -tags trtfake ./pkg/trt
+	GOEXPERIMENT=cgocheck2 $(GO) test -count=1 -tags trtfake ./pkg/trt
 # ---- end TensorRT ------------------------------------------------------------------------------
 
 # ---- int4 (pkg/int4): all-MiniLM-L6-v2, its ONNX graph and tokenized text ---------------------

@@ -131,7 +131,16 @@ func (b *buildCtx) guard(what string) {
 	}
 }
 
-func lookup(ctx C.uintptr_t) *buildCtx { return cgo.Handle(ctx).Value().(*buildCtx) }
+// lookup finds the build a callback belongs to, or nil for a handle already deleted (a
+// TensorRT thread logging late): such a callback is dropped rather than crashing the process.
+func lookup(ctx C.uintptr_t) (b *buildCtx) {
+	defer func() {
+		if recover() != nil {
+			b = nil
+		}
+	}()
+	return cgo.Handle(ctx).Value().(*buildCtx)
+}
 
 // Build parses the model with TensorRT's ONNX parser, builds the engine for the options
 // and writes it atomically to o.Output (and the timing and calibration caches when asked).
@@ -330,6 +339,9 @@ var logMu sync.Mutex
 //export otrt_go_log
 func otrt_go_log(ctx C.uintptr_t, severity C.int32_t, msg *C.char) {
 	b := lookup(ctx)
+	if b == nil {
+		return
+	}
 	defer b.guard("log")
 	logMu.Lock()
 	defer logMu.Unlock()
@@ -339,6 +351,9 @@ func otrt_go_log(ctx C.uintptr_t, severity C.int32_t, msg *C.char) {
 //export otrt_go_parser_error
 func otrt_go_parser_error(ctx C.uintptr_t, code, node C.int32_t, name, op, desc *C.char) {
 	b := lookup(ctx)
+	if b == nil {
+		return
+	}
 	defer b.guard("parser error")
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -349,6 +364,9 @@ func otrt_go_parser_error(ctx C.uintptr_t, code, node C.int32_t, name, op, desc 
 func otrt_go_get_batch(ctx C.uintptr_t, nb C.int32_t, ts *C.otrt_tensor) (ret C.int) {
 	b := lookup(ctx)
 	ret = -1
+	if b == nil {
+		return -1
+	}
 	defer b.guard("calibration batch")
 	if err := b.ctx.Err(); err != nil {
 		b.fail(fmt.Errorf("calibration: %w", err))
@@ -383,6 +401,9 @@ func otrt_go_get_batch(ctx C.uintptr_t, nb C.int32_t, ts *C.otrt_tensor) (ret C.
 func otrt_go_read_calib_cache(ctx C.uintptr_t, data *unsafe.Pointer, size *C.uint64_t) (ret C.int) {
 	b := lookup(ctx)
 	ret = -1
+	if b == nil {
+		return -1
+	}
 	defer b.guard("calibration cache read")
 	*data, *size = nil, 0
 	if b.cacheIn != nil { // read and checked by Build before the build started
@@ -398,6 +419,9 @@ func otrt_go_read_calib_cache(ctx C.uintptr_t, data *unsafe.Pointer, size *C.uin
 func otrt_go_write_calib_cache(ctx C.uintptr_t, data unsafe.Pointer, size C.uint64_t) (ret C.int) {
 	b := lookup(ctx)
 	ret = -1
+	if b == nil {
+		return -1
+	}
 	defer b.guard("calibration cache write")
 	b.mu.Lock()
 	b.cacheOut = C.GoBytes(data, C.int(size))
@@ -408,6 +432,9 @@ func otrt_go_write_calib_cache(ctx C.uintptr_t, data unsafe.Pointer, size C.uint
 //export otrt_go_progress
 func otrt_go_progress(ctx C.uintptr_t, event C.int32_t, phase, parent *C.char, steps C.int32_t) (ret C.int) {
 	b := lookup(ctx)
+	if b == nil {
+		return 0
+	}
 	defer b.guard("progress")
 	if b.ctx.Err() != nil {
 		return 0

@@ -8,10 +8,12 @@
 //     optimisation profile they resolve to, the equivalent trtexec command line, calibration
 //     cache checks, the flattening of options into the C struct the shim reads, and the
 //     copy of calibration samples into the shim's buffers;
-//   - cgo.go (tags `tensorrt` or `trtfake`): the Go code that calls the shim and the
-//     callbacks it calls back (log, parser errors, calibration batches and cache, progress);
+//   - cgo.go, engine_cgo.go (tags `tensorrt` or `trtfake`): the Go code that calls the shim
+//     (Build; LoadEngine and Engine.Run for .plan files) and the callbacks it calls back
+//     (log, parser errors, calibration batches and cache, progress);
 //   - shim.cc (tag `tensorrt`): the shim over libnvinfer and libnvonnxparser;
 //   - fake_shim.c (tag `trtfake`): a stand-in for the shim that echoes what it receives,
 //     so the plumbing between Go and C is tested without a GPU or TensorRT;
-//   - build_stub.go (neither tag): Build reports how to rebuild with TensorRT.
+//   - build_stub.go, engine_stub.go (neither tag): Build and LoadEngine report how to rebuild
+//     with TensorRT.
 package trt

@@ -15,6 +15,12 @@
  *   build_error TEXT...       the build fails with this message
  *   calib_max N               stop calibration after N batches
  * The library version is 101600 (10.16.0), or $OTRT_FAKE_VERSION.
+ *
+ * An engine ("plan") is text too: a first line "fake-plan 1", then per io tensor
+ *   io NAME in|out DTYPE DIMS   output dims of -1 take the set dims of the input it copies,
+ *                               -2 marks a shape that depends on input values
+ * Running it copies input k % (number of inputs) into output k, byte for byte, on the "device"
+ * (buffers of the fake's own), and reports 0.5 ms.
  */
 #include "shim.h"
 
@@ -476,5 +482,235 @@ void otrt_network_free(otrt_network *net)
     if (net == NULL)
         return;
     free(net);
+    track(-1);
+}
+
+/* ---- engines ---- */
+
+struct otrt_engine {
+    uintptr_t ctx;
+    int32_t log_severity;
+    int nb;
+    otrt_io io[FAKE_MAX_INPUTS];
+    char names[FAKE_MAX_INPUTS][FAKE_NAME];
+    int64_t set[FAKE_MAX_INPUTS][OTRT_MAX_DIMS]; /* current dims of every io tensor */
+    void *device[FAKE_MAX_INPUTS];
+    uint64_t size[FAKE_MAX_INPUTS];
+};
+
+int otrt_engine_load(const void *plan, uint64_t size, uintptr_t ctx, int32_t log_severity, otrt_engine **out,
+                     char *msg, size_t msg_cap)
+{
+    *out = NULL;
+    char *text = malloc((size_t)size + 1);
+    otrt_engine *e = calloc(1, sizeof *e);
+    int status = OTRT_OK;
+    if (text == NULL || e == NULL) {
+        status = OTRT_ERR_INTERNAL;
+        goto done;
+    }
+    memcpy(text, plan, (size_t)size);
+    text[size] = '\0';
+    e->ctx = ctx;
+    e->log_severity = log_severity;
+    char *save = NULL, *line = strtok_r(text, "\n", &save);
+    if (line == NULL || strcmp(line, "fake-plan 1") != 0) {
+        set_msg(msg, msg_cap, "not an engine TensorRT %d can load on this GPU", fake_version());
+        status = OTRT_ERR_ARGS;
+        goto done;
+    }
+    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+        char name[FAKE_NAME], dir[8], dims[256];
+        int dtype = 0;
+        otrt_io *io = &e->io[e->nb];
+        otrt_input tmp;
+        if (e->nb == FAKE_MAX_INPUTS || sscanf(line, "io %127s %7s %d %255s", name, dir, &dtype, dims) != 4 ||
+            parse_dims(dims, &tmp) != 0) {
+            set_msg(msg, msg_cap, "fake plan: bad line %s", line);
+            status = OTRT_ERR_ARGS;
+            goto done;
+        }
+        snprintf(e->names[e->nb], FAKE_NAME, "%s", name);
+        io->name = e->names[e->nb];
+        io->is_input = strcmp(dir, "in") == 0;
+        io->dtype = dtype;
+        io->nb_dims = tmp.nb_dims;
+        memcpy(io->dims, tmp.dims, sizeof io->dims);
+        e->nb++;
+    }
+    if (e->log_severity >= OTRT_LOG_INFO) {
+        char m[64];
+        snprintf(m, sizeof m, "fake engine: %d io tensors", e->nb);
+        otrt_go_log(ctx, OTRT_LOG_INFO, m);
+    }
+done:
+    free(text);
+    if (status != OTRT_OK) {
+        free(e);
+        return status;
+    }
+    track(1);
+    *out = e;
+    return OTRT_OK;
+}
+
+int32_t otrt_engine_nb_io(const otrt_engine *e) { return e->nb; }
+
+int otrt_engine_io(const otrt_engine *e, int32_t index, otrt_io *out)
+{
+    if (index < 0 || index >= e->nb)
+        return OTRT_ERR_ARGS;
+    *out = e->io[index];
+    return OTRT_OK;
+}
+
+static int find_io(const otrt_engine *e, const char *name)
+{
+    for (int i = 0; i < e->nb; i++)
+        if (strcmp(e->io[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static int ensure_device(otrt_engine *e, int i, uint64_t size)
+{
+    if (e->device[i] == NULL || e->size[i] != size) {
+        if (e->device[i] != NULL) {
+            free(e->device[i]);
+            track(-1);
+        }
+        e->device[i] = malloc(size > 0 ? (size_t)size : 1);
+        if (e->device[i] == NULL)
+            return -1;
+        track(1);
+        e->size[i] = size;
+    }
+    return 0;
+}
+
+/* source is the input output k copies: input number k % (number of inputs), in io order. */
+static int source(const otrt_engine *e, int k)
+{
+    int nin = 0, want;
+    for (int i = 0; i < e->nb; i++)
+        nin += e->io[i].is_input;
+    if (nin == 0)
+        return -1;
+    want = k % nin;
+    for (int i = 0; i < e->nb; i++)
+        if (e->io[i].is_input && want-- == 0)
+            return i;
+    return -1;
+}
+
+int otrt_engine_set_inputs(otrt_engine *e, int32_t nb_inputs, const otrt_tensor *inputs, int32_t nb_outputs,
+                           otrt_tensor *outputs, char *msg, size_t msg_cap)
+{
+    int nin = 0;
+    for (int i = 0; i < e->nb; i++)
+        nin += e->io[i].is_input;
+    if (nb_inputs != nin || nb_outputs != e->nb - nin) {
+        set_msg(msg, msg_cap, "the engine has %d inputs and %d outputs", nin, e->nb - nin);
+        return OTRT_ERR_ARGS;
+    }
+    for (int32_t k = 0; k < nb_inputs; k++) {
+        const otrt_tensor *t = &inputs[k];
+        int i = find_io(e, t->name);
+        if (i < 0 || !e->io[i].is_input) {
+            set_msg(msg, msg_cap, "%s is not an input of the engine", t->name);
+            return OTRT_ERR_ARGS;
+        }
+        if (t->dtype != e->io[i].dtype) {
+            set_msg(msg, msg_cap, "input %s: element type differs from the engine's", t->name);
+            return OTRT_ERR_ARGS;
+        }
+        int64_t size = element_size(t->dtype);
+        int ok = t->nb_dims == e->io[i].nb_dims;
+        for (int32_t d = 0; ok && d < t->nb_dims; d++) {
+            ok = e->io[i].dims[d] < 0 || e->io[i].dims[d] == t->dims[d];
+            size *= t->dims[d];
+            e->set[i][d] = t->dims[d];
+        }
+        if (!ok) {
+            set_msg(msg, msg_cap, "input %s: shape outside the engine's optimization profile", t->name);
+            return OTRT_ERR_ARGS;
+        }
+        if ((uint64_t)size != t->size) {
+            set_msg(msg, msg_cap, "input %s: %llu bytes for its shape, %llu given", t->name, (unsigned long long)size,
+                    (unsigned long long)t->size);
+            return OTRT_ERR_ARGS;
+        }
+        if (ensure_device(e, i, t->size) != 0)
+            return OTRT_ERR_INTERNAL;
+        memcpy(e->device[i], t->host, (size_t)t->size);
+    }
+    int32_t k = 0;
+    for (int i = 0; i < e->nb; i++) {
+        if (e->io[i].is_input)
+            continue;
+        int src = source(e, k);
+        otrt_tensor *o = &outputs[k++];
+        int64_t size = element_size(e->io[i].dtype);
+        memset(o->dims, 0, sizeof o->dims);
+        o->name = e->io[i].name;
+        o->dtype = e->io[i].dtype;
+        o->nb_dims = e->io[i].nb_dims;
+        for (int32_t d = 0; d < o->nb_dims; d++) {
+            int64_t v = e->io[i].dims[d];
+            if (v == -1 && src >= 0 && e->io[src].nb_dims == o->nb_dims)
+                v = e->set[src][d];
+            if (v < 0) {
+                set_msg(msg, msg_cap, "output %s: its shape depends on input values; not supported", o->name);
+                return OTRT_ERR_UNSUPPORTED;
+            }
+            o->dims[d] = v;
+            size *= v;
+        }
+        o->size = (uint64_t)size;
+        if (ensure_device(e, i, o->size) != 0)
+            return OTRT_ERR_INTERNAL;
+    }
+    return OTRT_OK;
+}
+
+int otrt_engine_execute(otrt_engine *e, int32_t nb_outputs, const otrt_tensor *outputs, int32_t copy_outputs,
+                        double *gpu_ms, char *msg, size_t msg_cap)
+{
+    *gpu_ms = 0;
+    int32_t k = 0;
+    for (int i = 0; i < e->nb; i++) {
+        if (e->io[i].is_input)
+            continue;
+        int src = source(e, k++);
+        if (src < 0 || e->device[src] == NULL || e->size[src] != e->size[i]) {
+            set_msg(msg, msg_cap, "fake: output %s does not match the input it copies (set the inputs first)", e->io[i].name);
+            return OTRT_ERR_INTERNAL;
+        }
+        memcpy(e->device[i], e->device[src], (size_t)e->size[i]);
+    }
+    *gpu_ms = 0.5;
+    if (!copy_outputs)
+        return OTRT_OK;
+    for (int32_t j = 0; j < nb_outputs; j++) {
+        int i = find_io(e, outputs[j].name);
+        if (i < 0 || e->io[i].is_input || outputs[j].size != e->size[i]) {
+            set_msg(msg, msg_cap, "output %s: not an output of this shape", outputs[j].name);
+            return OTRT_ERR_ARGS;
+        }
+        memcpy(outputs[j].host, e->device[i], (size_t)outputs[j].size);
+    }
+    return OTRT_OK;
+}
+
+void otrt_engine_free(otrt_engine *e)
+{
+    if (e == NULL)
+        return;
+    for (int i = 0; i < e->nb; i++)
+        if (e->device[i] != NULL) {
+            free(e->device[i]);
+            track(-1);
+        }
+    free(e);
     track(-1);
 }

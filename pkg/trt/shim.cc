@@ -301,6 +301,64 @@ struct otrt_network
     std::vector<std::string> names;
 };
 
+struct otrt_engine
+{
+    uintptr_t ctx{0};
+    std::unique_ptr<nv::IRuntime> runtime;
+    std::unique_ptr<nv::ICudaEngine> engine;
+    std::unique_ptr<nv::IExecutionContext> context;
+    std::vector<std::string> names; // io tensors in engine order
+    std::vector<bool> isInput;
+    std::vector<void*> device;     // one device buffer per io tensor, grown as shapes need
+    std::vector<uint64_t> capacity;
+    std::vector<uint64_t> size; // bytes of the current shapes
+    cudaStream_t stream{nullptr};
+    cudaEvent_t start{nullptr};
+    cudaEvent_t stop{nullptr};
+
+    ~otrt_engine()
+    {
+        context.reset(); // before its buffers and its engine
+        for (void* p : device)
+            if (p != nullptr)
+                cudaFree(p);
+        if (start != nullptr)
+            cudaEventDestroy(start);
+        if (stop != nullptr)
+            cudaEventDestroy(stop);
+        if (stream != nullptr)
+            cudaStreamDestroy(stream);
+    }
+
+    int index(char const* name) const
+    {
+        for (size_t i = 0; i < names.size(); ++i)
+            if (names[i] == name)
+                return static_cast<int>(i);
+        return -1;
+    }
+
+    // ensure gives io tensor i a device buffer of at least bytes and binds it.
+    std::string ensure(size_t i, uint64_t bytes)
+    {
+        if (capacity[i] < bytes || device[i] == nullptr)
+        {
+            if (device[i] != nullptr)
+                cudaFree(device[i]);
+            device[i] = nullptr;
+            capacity[i] = 0;
+            cudaError_t e = cudaMalloc(&device[i], bytes > 0 ? bytes : 1);
+            if (e != cudaSuccess)
+                return "cudaMalloc for " + names[i] + ": " + cudaGetErrorString(e);
+            capacity[i] = bytes;
+        }
+        if (!context->setTensorAddress(names[i].c_str(), device[i]))
+            return "TensorRT refused the buffer of " + names[i];
+        size[i] = bytes;
+        return "";
+    }
+};
+
 struct otrt_result
 {
     std::unique_ptr<nv::IHostMemory> engine;
@@ -333,7 +391,7 @@ int otrt_parse(char const* path, uintptr_t ctx, int32_t log_severity, int32_t st
     bool expected = false;
     if (!gBusy.compare_exchange_strong(expected, true))
     {
-        setMsg(msg, msg_cap, "another TensorRT network is open in this process");
+        setMsg(msg, msg_cap, "another TensorRT network or engine is open in this process");
         return OTRT_ERR_ARGS;
     }
     std::FILE* f = std::fopen(path, "rb");
@@ -624,6 +682,241 @@ void otrt_network_free(otrt_network* net)
     if (net == nullptr)
         return;
     delete net; // parser, network, builder: may still log, so detach afterwards
+    logger().detach();
+    gBusy.store(false);
+}
+
+int otrt_engine_load(void const* plan, uint64_t size, uintptr_t ctx, int32_t log_severity, otrt_engine** out, char* msg,
+    size_t msg_cap)
+{
+    *out = nullptr;
+    if (getInferLibVersion() / 10000 != NV_TENSORRT_MAJOR)
+    {
+        setMsg(msg, msg_cap, "libnvinfer " + std::to_string(getInferLibVersion()) + " does not match the TensorRT "
+            + std::to_string(NV_TENSORRT_VERSION) + " headers this optimctl was built with");
+        return OTRT_ERR_UNSUPPORTED;
+    }
+    bool expected = false;
+    if (!gBusy.compare_exchange_strong(expected, true))
+    {
+        setMsg(msg, msg_cap, "another TensorRT network or engine is open in this process");
+        return OTRT_ERR_ARGS;
+    }
+    int status = OTRT_ERR_INTERNAL;
+    try
+    {
+        std::unique_ptr<otrt_engine> e(new otrt_engine);
+        e->ctx = ctx;
+        logger().attach(ctx, log_severity);
+        e->runtime.reset(nv::createInferRuntime(logger()));
+        if (!e->runtime)
+            throw std::runtime_error("createInferRuntime failed (is a CUDA device visible?)");
+        e->engine.reset(e->runtime->deserializeCudaEngine(plan, static_cast<std::size_t>(size)));
+        if (!e->engine)
+        {
+            status = OTRT_ERR_ARGS;
+            throw std::runtime_error("not an engine TensorRT " + std::to_string(getInferLibVersion())
+                + " can load on this GPU (built by another version, for another GPU, or not a plan; the log says which)");
+        }
+        e->context.reset(e->engine->createExecutionContext());
+        if (!e->context)
+            throw std::runtime_error("createExecutionContext failed");
+        int32_t nb = e->engine->getNbIOTensors();
+        for (int32_t i = 0; i < nb; ++i)
+        {
+            char const* name = e->engine->getIOTensorName(i);
+            e->names.push_back(str(name));
+            e->isInput.push_back(e->engine->getTensorIOMode(name) == nv::TensorIOMode::kINPUT);
+            if (e->engine->getTensorLocation(name) != nv::TensorLocation::kDEVICE)
+            {
+                status = OTRT_ERR_UNSUPPORTED;
+                throw std::runtime_error("tensor " + str(name) + " lives on the host (a shape tensor); not supported");
+            }
+        }
+        e->device.assign(e->names.size(), nullptr);
+        e->capacity.assign(e->names.size(), 0);
+        e->size.assign(e->names.size(), 0);
+        cudaError_t ce = cudaStreamCreate(&e->stream);
+        if (ce == cudaSuccess)
+            ce = cudaEventCreate(&e->start);
+        if (ce == cudaSuccess)
+            ce = cudaEventCreate(&e->stop);
+        if (ce != cudaSuccess)
+            throw std::runtime_error(std::string("CUDA: ") + cudaGetErrorString(ce));
+        *out = e.release();
+        return OTRT_OK;
+    }
+    catch (std::bad_alloc const&)
+    {
+        setMsg(msg, msg_cap, "out of memory while loading the engine");
+    }
+    catch (std::exception const& ex)
+    {
+        setMsg(msg, msg_cap, ex.what());
+    }
+    catch (...)
+    {
+        setMsg(msg, msg_cap, "unknown exception while loading the engine");
+    }
+    logger().detach();
+    gBusy.store(false);
+    return status;
+}
+
+int32_t otrt_engine_nb_io(otrt_engine const* e)
+{
+    return static_cast<int32_t>(e->names.size());
+}
+
+int otrt_engine_io(otrt_engine const* e, int32_t index, otrt_io* out)
+{
+    if (index < 0 || static_cast<size_t>(index) >= e->names.size())
+        return OTRT_ERR_ARGS;
+    char const* name = e->names[static_cast<size_t>(index)].c_str();
+    nv::Dims d = e->engine->getTensorShape(name);
+    std::memset(out, 0, sizeof *out);
+    out->name = name;
+    out->is_input = e->isInput[static_cast<size_t>(index)] ? 1 : 0;
+    out->dtype = onnxType(e->engine->getTensorDataType(name));
+    out->nb_dims = d.nbDims;
+    for (int32_t i = 0; i < d.nbDims && i < OTRT_MAX_DIMS; ++i)
+        out->dims[i] = d.d[i];
+    return OTRT_OK;
+}
+
+int otrt_engine_set_inputs(otrt_engine* e, int32_t nb_inputs, otrt_tensor const* inputs, int32_t nb_outputs,
+    otrt_tensor* outputs, char* msg, size_t msg_cap)
+{
+    try
+    {
+        int32_t want = 0;
+        for (bool in : e->isInput)
+            want += in ? 1 : 0;
+        if (nb_inputs != want || nb_outputs != static_cast<int32_t>(e->names.size()) - want)
+        {
+            setMsg(msg, msg_cap, "the engine has " + std::to_string(want) + " inputs and "
+                + std::to_string(e->names.size() - static_cast<size_t>(want)) + " outputs");
+            return OTRT_ERR_ARGS;
+        }
+        for (int32_t k = 0; k < nb_inputs; ++k)
+        {
+            otrt_tensor const& t = inputs[k];
+            int i = e->index(t.name);
+            if (i < 0 || !e->isInput[static_cast<size_t>(i)])
+            {
+                setMsg(msg, msg_cap, std::string(t.name) + " is not an input of the engine");
+                return OTRT_ERR_ARGS;
+            }
+            if (t.dtype != onnxType(e->engine->getTensorDataType(t.name)))
+            {
+                setMsg(msg, msg_cap, std::string("input ") + t.name + ": element type differs from the engine's");
+                return OTRT_ERR_ARGS;
+            }
+            if (!e->context->setInputShape(t.name, toDims(t.nb_dims, t.dims)))
+            {
+                setMsg(msg, msg_cap, std::string("input ") + t.name + ": shape outside the engine's optimization profile");
+                return OTRT_ERR_ARGS;
+            }
+            std::string err = e->ensure(static_cast<size_t>(i), t.size);
+            if (err.empty())
+            {
+                cudaError_t ce = cudaMemcpy(e->device[static_cast<size_t>(i)], t.host, t.size, cudaMemcpyHostToDevice);
+                if (ce != cudaSuccess)
+                    err = std::string("copying input ") + t.name + " to the GPU: " + cudaGetErrorString(ce);
+            }
+            if (!err.empty())
+            {
+                setMsg(msg, msg_cap, err);
+                return OTRT_ERR_INTERNAL;
+            }
+        }
+        int32_t k = 0;
+        for (size_t i = 0; i < e->names.size(); ++i)
+        {
+            if (e->isInput[i])
+                continue;
+            char const* name = e->names[i].c_str();
+            nv::Dims d = e->context->getTensorShape(name);
+            otrt_tensor& o = outputs[k++];
+            std::memset(o.dims, 0, sizeof o.dims);
+            o.name = name;
+            o.dtype = onnxType(e->engine->getTensorDataType(name));
+            o.nb_dims = d.nbDims;
+            int64_t bytes = elementSize(o.dtype);
+            for (int32_t j = 0; j < d.nbDims; ++j)
+            {
+                o.dims[j] = d.d[j];
+                bytes *= d.d[j];
+            }
+            if (d.nbDims < 0 || bytes < 0 || elementSize(o.dtype) == 0)
+            {
+                setMsg(msg, msg_cap, std::string("output ") + name
+                    + ": its shape depends on input values, or its element type cannot be copied; not supported");
+                return OTRT_ERR_UNSUPPORTED;
+            }
+            o.size = static_cast<uint64_t>(bytes);
+            std::string err = e->ensure(i, o.size);
+            if (!err.empty())
+            {
+                setMsg(msg, msg_cap, err);
+                return OTRT_ERR_INTERNAL;
+            }
+        }
+        return OTRT_OK;
+    }
+    catch (...)
+    {
+        setMsg(msg, msg_cap, "exception while setting inputs");
+    }
+    return OTRT_ERR_INTERNAL;
+}
+
+int otrt_engine_execute(otrt_engine* e, int32_t nb_outputs, otrt_tensor const* outputs, int32_t copy_outputs,
+    double* gpu_ms, char* msg, size_t msg_cap)
+{
+    *gpu_ms = 0;
+    cudaEventRecord(e->start, e->stream);
+    if (!e->context->enqueueV3(e->stream))
+    {
+        cudaStreamSynchronize(e->stream);
+        setMsg(msg, msg_cap, "enqueueV3 failed (the TensorRT log says why)");
+        return OTRT_ERR_INTERNAL;
+    }
+    cudaEventRecord(e->stop, e->stream);
+    cudaError_t ce = cudaStreamSynchronize(e->stream);
+    if (ce != cudaSuccess)
+    {
+        setMsg(msg, msg_cap, std::string("running the engine: ") + cudaGetErrorString(ce));
+        return OTRT_ERR_INTERNAL;
+    }
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, e->start, e->stop) == cudaSuccess)
+        *gpu_ms = ms;
+    if (copy_outputs == 0)
+        return OTRT_OK;
+    for (int32_t k = 0; k < nb_outputs; ++k)
+    {
+        int i = e->index(outputs[k].name);
+        if (i < 0 || e->isInput[static_cast<size_t>(i)] || outputs[k].size != e->size[static_cast<size_t>(i)])
+        {
+            setMsg(msg, msg_cap, std::string("output ") + outputs[k].name + ": not an output of this shape");
+            return OTRT_ERR_ARGS;
+        }
+        ce = cudaMemcpy(outputs[k].host, e->device[static_cast<size_t>(i)], outputs[k].size, cudaMemcpyDeviceToHost);
+        if (ce != cudaSuccess)
+        {
+            setMsg(msg, msg_cap, std::string("copying output ") + outputs[k].name + ": " + cudaGetErrorString(ce));
+            return OTRT_ERR_INTERNAL;
+        }
+    }
+    return OTRT_OK;
+}
+
+void otrt_engine_free(otrt_engine* e)
+{
+    if (e == nullptr)
+        return;
+    delete e;
     logger().detach();
     gBusy.store(false);
 }

@@ -142,7 +142,46 @@ void otrt_result_timing_cache(const otrt_result *res, const void **data, uint64_
 void otrt_result_free(otrt_result *res);
 void otrt_network_free(otrt_network *net);
 
-/* ---- Callbacks implemented in Go (cgo //export). ctx is the value given to otrt_parse. ---- */
+/* ---- Running a serialized engine (bench and validate of a .plan) ----
+ * One TensorRT object is open at a time per process (a network between otrt_parse and
+ * otrt_network_free, or an engine between otrt_engine_load and otrt_engine_free), because
+ * TensorRT's logger is process-wide and routes to one ctx. */
+
+typedef struct otrt_engine otrt_engine; /* runtime + engine + execution context + device buffers + stream */
+
+/* otrt_io describes one engine input or output. */
+typedef struct otrt_io {
+    const char *name; /* owned by the engine */
+    int32_t is_input;
+    int32_t dtype;    /* ONNX element type */
+    int32_t nb_dims;
+    int64_t dims[OTRT_MAX_DIMS]; /* -1 for a dimension chosen at run time */
+} otrt_io;
+
+/* otrt_engine_load deserializes a plan (the bytes may be freed afterwards) and creates an
+ * execution context. Logging as for otrt_parse. */
+int otrt_engine_load(const void *plan, uint64_t size, uintptr_t ctx, int32_t log_severity, otrt_engine **out,
+                     char *msg, size_t msg_cap);
+int32_t otrt_engine_nb_io(const otrt_engine *e);
+int otrt_engine_io(const otrt_engine *e, int32_t index, otrt_io *out);
+
+/* otrt_engine_set_inputs sets each input's shape (inputs[i].dims) and copies its host bytes
+ * to the GPU; it then describes the outputs in io order in outputs[0..nb_outputs) (name,
+ * dtype, dims, size; host left as given). Outputs whose shape depends on input values are
+ * refused with OTRT_ERR_UNSUPPORTED. */
+int otrt_engine_set_inputs(otrt_engine *e, int32_t nb_inputs, const otrt_tensor *inputs, int32_t nb_outputs,
+                           otrt_tensor *outputs, char *msg, size_t msg_cap);
+
+/* otrt_engine_execute runs the engine once on the inputs last set and waits for it; with
+ * copy_outputs it copies each output into outputs[j].host (outputs[j].size bytes). *gpu_ms
+ * is the GPU time of the run (CUDA events). */
+int otrt_engine_execute(otrt_engine *e, int32_t nb_outputs, const otrt_tensor *outputs, int32_t copy_outputs,
+                        double *gpu_ms, char *msg, size_t msg_cap);
+
+void otrt_engine_free(otrt_engine *e);
+
+/* ---- Callbacks implemented in Go (cgo //export). ctx is the value given to otrt_parse or
+ * otrt_engine_load. ---- */
 
 /* One builder or parser log line. May be called from any TensorRT thread. */
 void otrt_go_log(uintptr_t ctx, int32_t severity, char *msg);

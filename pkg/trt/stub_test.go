@@ -23,4 +23,7 @@ func TestStubSaysHowToRebuild(t *testing.T) {
 	if _, err := LibraryVersion(); !errors.Is(err, ErrNotBuilt) {
 		t.Fatalf("LibraryVersion: %v", err)
 	}
+	if _, err := LoadEngine("m.plan", EngineOptions{}); !errors.Is(err, ErrNotBuilt) {
+		t.Fatalf("LoadEngine: %v", err)
+	}
 }
