@@ -36,7 +36,7 @@ build:
 # setup: system packages (when apt is available and they are missing), ONNX Runtime, and the real models/data the tests use.
 setup: $(ORT_LIB) assets
 
-assets: $(OCR_DIR)/.ok $(IMAGES_DIR)/.ok $(ONNX_DATA)/.ok
+assets: $(OCR_DIR)/.ok $(IMAGES_DIR)/.ok $(ONNX_DATA)/.ok assets-int4
 
 $(ORT_LIB):
 	mkdir -p $(CACHE)/dl $(CACHE)/ort
@@ -77,6 +77,7 @@ $(ONNX_DATA)/.ok:
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -tags trtfake ./pkg/trt
 
 test-short:
 	$(GO) test -short ./...
