@@ -229,3 +229,27 @@ func TestOutputsAtomicAndInputSafe(t *testing.T) {
 		os.Remove(out)
 	}
 }
+
+func TestQuantizeInt4Mode(t *testing.T) {
+	m := testassets.Path(t, "models/minilm/model.onnx")
+	out := filepath.Join(t.TempDir(), "m4.onnx")
+	code, stdout, stderr := optimctl(t, "quantize", m, "-o", out, "--mode", "int4", "--algo", "rtn", "--group-size", "32", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r map[string]any
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = optimctl(t, "inspect", out, "--json")
+	var ins struct {
+		OpTypes map[string]int `json:"op_types"`
+	}
+	json.Unmarshal([]byte(stdout), &ins)
+	if code != 0 || ins.OpTypes["com.microsoft::MatMulNBits"] != 36 {
+		t.Fatalf("op types after int4: %v", ins.OpTypes)
+	}
+	if code, _, stderr := optimctl(t, "quantize", m, "-o", out, "--mode", "int4", "--algo", "nonsense"); code != 2 {
+		t.Fatalf("bad --algo: exit %d (%s)", code, stderr)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/optimctl/optimctl/calibration"
 	"github.com/optimctl/optimctl/pkg/fsutil"
+	"github.com/optimctl/optimctl/pkg/int4"
 	"github.com/optimctl/optimctl/pkg/quantize"
 )
 
@@ -31,18 +32,25 @@ type quantizeFlags struct {
 	autoFallback                                      bool
 	maxTop1Drop, minCosine, minSNR                    float64
 	rt                                                runtimeFlags
+	// --mode int4 (pkg/int4): the weight-only flags of the command-line contract.
+	algo, calibModel, ckptFormat   string
+	bits, groupSize, accuracyLevel int
+	damp                           float64
+	actOrder                       bool
 }
 
 func newQuantizeCmd(g *globals) *cobra.Command {
 	fl := &quantizeFlags{}
 	cmd := &cobra.Command{
-		Use:   "quantize MODEL -o OUT --mode dynamic|static|fp16",
+		Use:   "quantize MODEL -o OUT --mode dynamic|static|fp16|int4",
 		Short: "INT8 (dynamic or calibrated static, QDQ or QOperator, ONNX Runtime or TensorRT) and FP16 quantization",
 		Long: `Quantizes an ONNX model.
 
   --mode dynamic   INT8 weights for MatMul/Gemm/Conv, activations quantized at run time
   --mode static    INT8 weights and activations; ranges calibrated on --calib data
   --mode fp16      float16 weights and compute, float32 inputs/outputs kept
+  --mode int4      weight-only INT4 (--algo rtn|gptq|awq, --group-size N) to ONNX MatMulNBits,
+                   or --format gptq|awq to a safetensors checkpoint
 
 Weights stored in Constant nodes become initializers, BatchNorms fold into Convs, and
 old opsets are upgraded to 13 when per-channel weights need it (the report says what was
@@ -51,6 +59,9 @@ done). --report FILE lists each quantized layer's contribution to the output err
 float until the gate holds, and exits 3 (with the output written) if it never does.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fl.mode == "int4" {
+				return fl.runInt4(cmd, g, args[0])
+			}
 			o, err := fl.toOptions(cmd, g)
 			if err != nil {
 				return err
@@ -109,9 +120,54 @@ float until the gate holds, and exits 3 (with the output written) if it never do
 	f.Float64Var(&fl.minCosine, "min-cosine", -1, "gate for --auto-fallback: smallest allowed worst-sample cosine of every output")
 	f.Float64Var(&fl.minSNR, "min-snr", -1, "gate for --auto-fallback: smallest allowed SNR (dB, over all samples) of every output")
 	f.StringVar(&fl.data, "data", "", "data for --report/--auto-fallback (default: the calibration data)")
+	f.StringVar(&fl.algo, "algo", "rtn", "int4: rtn, gptq or awq")
+	f.IntVar(&fl.bits, "bits", 4, "int4: bits per weight (4; MatMulNBits and GPTQ also take 2 and 8)")
+	f.IntVar(&fl.groupSize, "group-size", 128, "int4: weights per scale along K (-1 per channel for GPTQ)")
+	f.Float64Var(&fl.damp, "damp", 0.01, "int4 gptq: damping, fraction of mean(diag H)")
+	f.BoolVar(&fl.actOrder, "act-order", false, "int4 gptq: quantize columns by decreasing activation energy (desc_act)")
+	f.StringVar(&fl.calibModel, "calib-model", "", "int4 checkpoints: ONNX export of the same weights to capture activations with")
+	f.IntVar(&fl.accuracyLevel, "accuracy-level", 0, "int4 MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8")
+	f.StringVar(&fl.ckptFormat, "checkpoint-format", "gptq", "int4 gptq checkpoints: gptq (v1) or gptq_v2")
 	fl.rt.register(cmd, "basic")
 	cmd.MarkFlagRequired("output")
 	return cmd
+}
+
+// runInt4 is `quantize --mode int4`: weight-only INT4 to ONNX MatMulNBits, or to a GPTQ/AWQ
+// safetensors checkpoint (--format onnx|gptq|awq; default onnx for an .onnx input).
+func (fl *quantizeFlags) runInt4(cmd *cobra.Command, g *globals, model string) error {
+	o := int4.Options{Input: model, Output: fl.output, Algo: int4.Algo(fl.algo), Bits: fl.bits, GroupSize: fl.groupSize,
+		Damp: fl.damp, ActOrder: fl.actOrder, Calib: fl.calib, CalibModel: fl.calibModel, CalibLimit: fl.limit,
+		CalibBatch: fl.batch, AccuracyLevel: fl.accuracyLevel, Format: int4.Format(fl.format),
+		CheckpointFormat: fl.ckptFormat, Exclude: fl.exclude, Log: g.log}
+	if !cmd.Flags().Changed("format") {
+		o.Format = "" // quantize's default (qdq) is an INT8 format; int4 picks by input type
+	}
+	if cmd.Flags().Changed("symmetric") {
+		v := fl.symmetric
+		o.Symmetric = &v
+	}
+	var err error
+	if o.Shapes, err = calibration.ParseShapes(fl.shapes); err != nil {
+		return usageError{err}
+	}
+	if err := o.Validate(); err != nil {
+		return usageError{err}
+	}
+	if o.Algo != int4.RTN || o.Calib != "" {
+		if o.Runtime, err = fl.rt.options(g); err != nil {
+			return err
+		}
+	}
+	rep, err := int4.Run(cmd.Context(), o)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return g.emitJSON(rep)
+	}
+	int4.WriteText(g.stdout, rep, g.Verbose)
+	return nil
 }
 
 func (fl *quantizeFlags) toOptions(cmd *cobra.Command, g *globals) (quantize.Options, error) {
@@ -123,8 +179,6 @@ func (fl *quantizeFlags) toOptions(cmd *cobra.Command, g *globals) (quantize.Opt
 		Sensitivity: fl.report != "", AutoFallback: fl.autoFallback, Log: g.log}
 	switch o.Mode {
 	case quantize.Dynamic, quantize.Static, quantize.FP16:
-	case "int4":
-		return o, usagef("--mode int4 is not part of this build's quantizer (dynamic, static, fp16)")
 	case "":
 		return o, usagef("--mode is required: dynamic, static or fp16")
 	default:
