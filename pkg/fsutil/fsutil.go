@@ -41,7 +41,17 @@ func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	syncDir(dir)
 	return nil
+}
+
+// syncDir makes a rename in dir survive a crash. Best effort: some platforms cannot sync a
+// folder, and the output is already in place.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 // WriteFileAtomic is WriteAtomic for a byte slice.

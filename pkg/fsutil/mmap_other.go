@@ -2,7 +2,11 @@
 
 package fsutil
 
-import "os"
+import (
+	"fmt"
+	"io"
+	"os"
+)
 
 // Mapping holds a whole file in memory where mmap is unavailable.
 type Mapping struct {
@@ -20,3 +24,19 @@ func Map(path string) (*Mapping, error) {
 
 // Close releases the data.
 func (m *Mapping) Close() error { m.Data = nil; return nil }
+
+// MapShared reads the first size bytes of f where mmap is unavailable: correct, but it costs
+// the file's size in memory and time.
+func MapShared(f *os.File, size int64) ([]byte, error) {
+	if int64(int(size)) != size {
+		return nil, fmt.Errorf("file of %d bytes is too large to read on this platform", size)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Unmap releases a slice returned by MapShared.
+func Unmap([]byte) error { return nil }

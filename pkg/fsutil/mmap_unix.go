@@ -52,3 +52,30 @@ func (m *Mapping) Close() error {
 	m.Data = nil
 	return err
 }
+
+// MapShared maps the first size bytes of f read-only and shared: pages come from the page
+// cache on first touch and are never copied, and the kernel may drop them again under memory
+// pressure. Writing through the slice faults, so only readers that never edit in place use it.
+// The mapping outlives f; release it with Unmap. Truncating the file while it is mapped
+// makes later reads fault (SIGBUS), as with any mmap.
+func MapShared(f *os.File, size int64) ([]byte, error) {
+	if int64(int(size)) != size {
+		return nil, fmt.Errorf("file of %d bytes is too large to map on this platform", size)
+	}
+	if size == 0 {
+		return []byte{}, nil
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	return b, nil
+}
+
+// Unmap releases a slice returned by MapShared.
+func Unmap(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return unix.Munmap(b)
+}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"maps"
 	"os"
+
+	"github.com/optimctl/optimctl/pkg/fsutil"
 )
 
 // TensorInfo describes one tensor of a file.
@@ -78,7 +80,7 @@ func openFile(f *os.File, name string) (*File, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	data, err := mapFile(f, size)
+	data, err := fsutil.MapShared(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -147,7 +149,7 @@ func (f *File) Close() error {
 	}
 	d := f.data
 	f.data = nil
-	if err := unmapFile(d); err != nil {
+	if err := fsutil.Unmap(d); err != nil {
 		return fmt.Errorf("%s: %w", f.path, err)
 	}
 	return nil

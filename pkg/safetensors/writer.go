@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/optimctl/optimctl/pkg/fsutil"
 )
 
 // Writer builds one safetensors file. Add and AddReader only record a tensor; Close sorts,
@@ -136,7 +138,7 @@ func (s *tensorSet) add(name, dtype string, shape []int64, data []byte, r io.Rea
 }
 
 // writeFile writes entries (in any order) as one safetensors file, atomically.
-func writeFile(path string, md map[string]string, entries []entry) (err error) {
+func writeFile(path string, md map[string]string, entries []entry) error {
 	entries = slices.Clone(entries)
 	slices.SortFunc(entries, func(a, b entry) int {
 		if a.rank != b.rank {
@@ -153,83 +155,33 @@ func writeFile(path string, md map[string]string, entries []entry) (err error) {
 	}
 	hdr := encodeHeader(md, infos)
 
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	var prefix [8]byte
-	binary.LittleEndian.PutUint64(prefix[:], uint64(len(hdr)))
-	bw.Write(prefix[:])
-	bw.Write(hdr)
-	for _, e := range entries {
-		if e.r == nil {
-			if _, err := bw.Write(e.data); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
+	return fsutil.WriteAtomic(path, func(f io.Writer) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		var prefix [8]byte
+		binary.LittleEndian.PutUint64(prefix[:], uint64(len(hdr)))
+		bw.Write(prefix[:])
+		bw.Write(hdr)
+		for _, e := range entries {
+			if e.r == nil {
+				if _, err := bw.Write(e.data); err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+				continue
 			}
-			continue
+			n, err := io.Copy(bw, io.LimitReader(e.r, e.info.Size))
+			if err != nil {
+				return fmt.Errorf("%s: tensor %q: %w", path, e.info.Name, err)
+			}
+			if n != e.info.Size {
+				return fmt.Errorf("%s: tensor %q: reader gave %d of the %d bytes %s needs",
+					path, e.info.Name, n, e.info.Size, formatShape(e.info.DType, e.info.Shape))
+			}
 		}
-		n, err := io.Copy(bw, io.LimitReader(e.r, e.info.Size))
-		if err != nil {
-			return fmt.Errorf("%s: tensor %q: %w", path, e.info.Name, err)
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
-		if n != e.info.Size {
-			return fmt.Errorf("%s: tensor %q: reader gave %d of the %d bytes %s needs",
-				path, e.info.Name, n, e.info.Size, formatShape(e.info.DType, e.info.Shape))
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return commitTemp(tmp, path)
-}
-
-// writeAtomic writes a small file atomically.
-func writeAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return commitTemp(tmp, path)
-}
-
-// commitTemp syncs and closes tmp, then renames it to path. The folder is synced afterwards
-// so the rename survives a crash; that last step is best effort, as some platforms cannot
-// sync a folder, and the output is already in place.
-func commitTemp(tmp *os.File, path string) error {
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+		return nil
+	})
 }
 
 // ShardedWriter builds a sharded checkpoint: model-00001-of-0000N.safetensors files of at most
@@ -342,7 +294,7 @@ func (w *ShardedWriter) Close() (err error) {
 	}{map[string]int64{"total_size": total}, weightMap}); err != nil {
 		return fmt.Errorf("%s: %w", w.dir, err)
 	}
-	return writeAtomic(filepath.Join(w.dir, IndexFileName), buf.Bytes())
+	return fsutil.WriteFileAtomic(filepath.Join(w.dir, IndexFileName), buf.Bytes())
 }
 
 // Source is anything the copy helpers can read tensors from: *File and *Checkpoint.
