@@ -11,6 +11,7 @@ import (
 
 	"github.com/optimctl/optimctl/pkg/onnx"
 	"github.com/optimctl/optimctl/pkg/onnx/onnxpb"
+	"github.com/optimctl/optimctl/pkg/onnx/onnxtest"
 	"github.com/optimctl/optimctl/pkg/runtime"
 	"github.com/optimctl/optimctl/pkg/tensor"
 	"github.com/optimctl/optimctl/pkg/testassets"
@@ -29,19 +30,7 @@ func newBuilder(opset int64) *builder {
 
 // vi builds a value info; a dim is an int (size) or a string (symbolic).
 func vi(name string, dt tensor.DType, dims ...any) *onnxpb.ValueInfoProto {
-	shp := &onnxpb.TensorShapeProto{}
-	for _, d := range dims {
-		dim := &onnxpb.TensorShapeProto_Dimension{}
-		switch v := d.(type) {
-		case int:
-			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: int64(v)}
-		case string:
-			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: v}
-		}
-		shp.Dim = append(shp.Dim, dim)
-	}
-	return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
-		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(dt)), Shape: shp}}}}
+	return onnxtest.ValueInfo(name, dt, dims...)
 }
 
 func (b *builder) input(name string, dims ...any) *builder {
@@ -51,8 +40,7 @@ func (b *builder) input(name string, dims ...any) *builder {
 
 // output declares a graph output of unknown shape (ONNX Runtime infers it).
 func (b *builder) output(name string) *builder {
-	b.g.Output = append(b.g.Output, &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{
-		Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(tensor.Float32))}}}})
+	b.g.Output = append(b.g.Output, onnxtest.Untyped(name))
 	return b
 }
 
@@ -91,17 +79,7 @@ func (b *builder) node(op string, ins, outs []string, attrs ...*onnxpb.Attribute
 // model encodes and decodes the graph, as a file on disk would be.
 func (b *builder) model(t *testing.T) *onnx.Model {
 	t.Helper()
-	mp := &onnxpb.ModelProto{IrVersion: proto.Int64(8), Graph: proto.Clone(b.g).(*onnxpb.GraphProto),
-		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(b.opset)}}}
-	enc, err := mp.MarshalVT()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnx.LoadBytes(enc, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return onnxtest.Load(t, b.g, b.opset)
 }
 
 // run applies one pass and returns its change count.

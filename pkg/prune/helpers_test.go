@@ -6,10 +6,9 @@ import (
 	"slices"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/optimctl/optimctl/pkg/onnx"
 	"github.com/optimctl/optimctl/pkg/onnx/onnxpb"
+	"github.com/optimctl/optimctl/pkg/onnx/onnxtest"
 	"github.com/optimctl/optimctl/pkg/runtime"
 	"github.com/optimctl/optimctl/pkg/shape"
 	"github.com/optimctl/optimctl/pkg/tensor"
@@ -20,31 +19,20 @@ import (
 
 // vinfo declares a float32 value; a negative dimension is the symbolic batch "N".
 func vinfo(name string, dims ...int64) *onnxpb.ValueInfoProto {
-	shape := &onnxpb.TensorShapeProto{}
-	for _, d := range dims {
-		dim := &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d}}
-		if d < 0 {
-			dim = &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "N"}}
-		}
-		shape.Dim = append(shape.Dim, dim)
+	d := make([]any, len(dims))
+	for i, v := range dims {
+		d[i] = v
 	}
-	return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
-		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(tensor.Float32)), Shape: shape}}}}
+	return onnxtest.ValueInfo(name, tensor.Float32, d...)
 }
 
 func node(op, name string, ins, outs []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
-	return &onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(name), Input: ins, Output: outs, Attribute: attrs}
+	return onnxtest.Node(op, name, ins, outs, attrs...)
 }
 
-func intsAttr(name string, v ...int64) *onnxpb.AttributeProto {
-	t := onnxpb.AttributeProto_INTS
-	return &onnxpb.AttributeProto{Name: proto.String(name), Type: &t, Ints: v}
-}
+func intsAttr(name string, v ...int64) *onnxpb.AttributeProto { return onnxtest.Ints(name, v...) }
 
-func intAttr(name string, v int64) *onnxpb.AttributeProto {
-	t := onnxpb.AttributeProto_INT
-	return &onnxpb.AttributeProto{Name: proto.String(name), Type: &t, I: proto.Int64(v)}
-}
+func intAttr(name string, v int64) *onnxpb.AttributeProto { return onnxtest.Int(name, v) }
 
 // randInit is a float initializer of uniform values in ±(0.05, 1], quantized to 1/64 so
 // that equal magnitudes (ties) occur, and never zero.
@@ -62,12 +50,10 @@ func randInit(rng *rand.Rand, name string, dims ...int64) *onnxpb.TensorProto {
 
 // constInit is a float initializer of the given values.
 func constInit(name string, dims []int64, v ...float32) *onnxpb.TensorProto {
-	return onnx.FromTensor(name, tensor.FromFloat32(dims, v))
+	return onnxtest.Float32s(name, dims, v...)
 }
 
-func int64Init(name string, v ...int64) *onnxpb.TensorProto {
-	return onnx.FromTensor(name, tensor.FromInt64([]int64{int64(len(v))}, v))
-}
+func int64Init(name string, v ...int64) *onnxpb.TensorProto { return onnxtest.Int64s(name, v...) }
 
 // bnInits are BatchNormalization parameters for c channels (scale, bias, mean, var).
 func bnInits(rng *rand.Rand, prefix string, c int64) []*onnxpb.TensorProto {
@@ -86,17 +72,7 @@ func bnNode(name, in, out string) *onnxpb.NodeProto {
 // build loads a model built from g (opset 13) as the pruner sees a file.
 func build(t testing.TB, g *onnxpb.GraphProto) *onnx.Model {
 	t.Helper()
-	p := &onnxpb.ModelProto{IrVersion: proto.Int64(8), Graph: g,
-		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(13)}}}
-	b, err := p.MarshalVT()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnx.LoadBytes(b, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return onnxtest.Load(t, g, 13)
 }
 
 func marshal(t testing.TB, m *onnx.Model) []byte {

@@ -9,59 +9,32 @@ import (
 
 	"github.com/optimctl/optimctl/pkg/onnx"
 	"github.com/optimctl/optimctl/pkg/onnx/onnxpb"
+	"github.com/optimctl/optimctl/pkg/onnx/onnxtest"
 	"github.com/optimctl/optimctl/pkg/tensor"
 	"github.com/optimctl/optimctl/pkg/testassets"
 )
 
 // vi builds a float value info; a dim is an int (size) or a string (symbolic).
 func vi(name string, dims ...any) *onnxpb.ValueInfoProto {
-	shp := &onnxpb.TensorShapeProto{}
-	for _, d := range dims {
-		dim := &onnxpb.TensorShapeProto_Dimension{}
-		switch v := d.(type) {
-		case int:
-			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: int64(v)}
-		case string:
-			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: v}
-		}
-		shp.Dim = append(shp.Dim, dim)
-	}
-	return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
-		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(tensor.Float32)), Shape: shp}}}}
+	return onnxtest.ValueInfo(name, tensor.Float32, dims...)
 }
 
 func node(op string, ins, outs []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
-	return &onnxpb.NodeProto{OpType: proto.String(op), Input: ins, Output: outs, Attribute: attrs}
+	return onnxtest.Node(op, "", ins, outs, attrs...)
 }
 
-func ints(name string, v ...int64) *onnxpb.AttributeProto {
-	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: v}
-}
+func ints(name string, v ...int64) *onnxpb.AttributeProto { return onnxtest.Ints(name, v...) }
 
-func intAttr(name string, v int64) *onnxpb.AttributeProto {
-	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
-}
+func intAttr(name string, v int64) *onnxpb.AttributeProto { return onnxtest.Int(name, v) }
 
-func i64(name string, v ...int64) *onnxpb.TensorProto {
-	return onnx.FromTensor(name, tensor.FromInt64([]int64{int64(len(v))}, v))
-}
+func i64(name string, v ...int64) *onnxpb.TensorProto { return onnxtest.Int64s(name, v...) }
 
 func model(t *testing.T, opset int64, g *onnxpb.GraphProto) *onnx.Model {
 	t.Helper()
 	if g.Output == nil {
 		g.Output = []*onnxpb.ValueInfoProto{{Name: proto.String(g.Node[len(g.Node)-1].Output[0])}}
 	}
-	mp := &onnxpb.ModelProto{IrVersion: proto.Int64(8), Graph: g,
-		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(opset)}}}
-	b, err := mp.MarshalVT()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnx.LoadBytes(b, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return onnxtest.Load(t, g, opset)
 }
 
 // dims renders an inferred shape as []any of int64 sizes and symbolic names ("?" unknown).
