@@ -68,7 +68,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 	root.SetErr(g.stderr)
 	pf := root.PersistentFlags()
 	pf.BoolVar(&g.JSON, "json", false, "print one JSON report on stdout and nothing else there")
-	pf.StringVar(&g.ORTLib, "ort-lib", os.Getenv("OPTIMCTL_ORT_LIB"), "path to libonnxruntime (default: the copy installed by `make setup`; env OPTIMCTL_ORT_LIB)")
+	pf.StringVar(&g.ORTLib, "ort-lib", os.Getenv("OPTIMCTL_ORT_LIB"), "path to libonnxruntime (default: the copy installed by make setup; env OPTIMCTL_ORT_LIB)")
 	pf.BoolVarP(&g.Quiet, "quiet", "q", false, "only errors on stderr")
 	pf.BoolVarP(&g.Verbose, "verbose", "v", false, "more detail on stderr and in text reports")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })

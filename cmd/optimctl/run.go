@@ -20,14 +20,18 @@ func newRunCmd(g *globals) *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
 		Use:   "run RECIPE.yaml",
-		Short: "Run a recipe: optimize, quantize, prune, validate, bench … as one CI pipeline with gates",
+		Short: "Run a recipe: optimize, quantize, prune, calibrate, validate, bench, build-trt … as one CI pipeline with gates",
 		Long: `Runs the steps of a YAML recipe in order. Each step's options are the flags of the command
 of the same name. Steps whose inputs and options are unchanged since the last run are skipped
 (content hashes in <workdir>/state.json). Writes <workdir>/report.json and summary.md; exits
-with code 3 when a gate fails. See docs/recipes.md.`,
+with code 3 when a gate fails. --dry-run checks the recipe and prints the plan (with the
+trtexec command of build-trt steps) without loading ONNX Runtime. See docs/recipes.md.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Recipe, o.Log = args[0], g.log
+			if g.stderrIsTerminal() {
+				o.Progress = func(what string) func(done, total int) { return newProgress(g, what, -1) }
+			}
 			r, err := recipe.Parse(o.Recipe)
 			if err != nil {
 				return err
@@ -77,6 +81,9 @@ func writeRunText(g *globals, rep *recipe.Report) {
 			fmt.Fprintf(g.stdout, "  → %s", s.Output)
 		}
 		fmt.Fprintln(g.stdout)
+		if c, ok := s.Report.(interface{ TrtexecCommand() string }); ok && rep.DryRun {
+			fmt.Fprintf(g.stdout, "%-12s %s\n", "", c.TrtexecCommand())
+		}
 	}
 	if !rep.DryRun {
 		fmt.Fprintf(g.stdout, "report: %s/report.json, summary: %s/summary.md\n", rep.Workdir, rep.Workdir)

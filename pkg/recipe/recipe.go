@@ -150,11 +150,26 @@ func parseStep(n *yaml.Node, path string) (*Step, error) {
 	if !nameRE.MatchString(s.Name) {
 		return nil, fmt.Errorf("%s:%d: step name %q: use letters, digits, '.', '_' and '-'", path, s.Line, s.Name)
 	}
-	// Decode now so that a bad option fails before anything runs.
-	if _, err := kinds[s.Kind].decode(&s.opts, path); err != nil {
+	// Decode and check now so that a bad option fails before anything runs.
+	k := kinds[s.Kind]
+	opts, err := k.decode(&s.opts, path)
+	if err != nil {
 		return nil, err
 	}
+	if k.check != nil {
+		if err := k.check(opts); err != nil {
+			return nil, fmt.Errorf("%s:%d: step %q (%s): %v", path, optsLine(s), s.Name, s.Kind, err)
+		}
+	}
 	return s, nil
+}
+
+// optsLine is the line of a step's options (the step's own line when they are empty).
+func optsLine(s *Step) int {
+	if s.opts.Line > 0 {
+		return s.opts.Line
+	}
+	return s.Line
 }
 
 func looksLikePath(s string) bool {

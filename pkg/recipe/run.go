@@ -23,6 +23,9 @@ type RunOptions struct {
 	DryRun bool   // print the plan, run nothing
 	Force  bool   // ignore the state file: run every step
 	Log    *slog.Logger
+	// Progress, when set, makes a progress callback for a long phase of a step
+	// (calibration, validation samples); nil draws nothing.
+	Progress func(what string) func(done, total int)
 }
 
 // StepReport is one step's outcome in the combined report.
@@ -95,38 +98,48 @@ func (r *Recipe) Run(ctx context.Context, o RunOptions) (*Report, error) {
 	}
 	for _, s := range r.Steps {
 		k := kinds[s.Kind]
+		opts, err := k.decode(&s.opts, r.Path)
+		if err != nil {
+			return nil, err
+		}
 		input := prev
 		if s.Input != "" {
 			input = resolve(s.Input)
 		}
+		ext, isModel := k.output(opts)
 		output := ""
-		if k.ext != "" {
-			output = filepath.Join(work, s.Name+k.ext)
+		if ext != "" || s.Output != "" {
+			output = filepath.Join(work, s.Name+ext)
 			if s.Output != "" {
 				output = joinIfRel(r.Dir, s.Output)
 			}
 			outputs[s.Name] = output
 		}
 		sr := &StepReport{Name: s.Name, Kind: s.Kind, Input: input, Output: output, FailedGates: []string{}}
-		if o.Only != "" && s.Name != o.Only {
-			if output != "" {
+		next := func() {
+			if isModel && output != "" {
 				prev = output
 			}
+		}
+		if o.Only != "" && s.Name != o.Only {
+			next()
 			continue
 		}
 		rep.Steps = append(rep.Steps, sr)
+		resolvePaths(k.files(opts), resolve)
+		if k.paths != nil {
+			resolvePaths(k.paths(opts), resolve)
+		}
 		if o.DryRun {
 			sr.Passed = true
-			if output != "" {
-				prev = output
+			if k.plan != nil {
+				if sr.Report, err = k.plan(&stepEnv{input: input, output: output, resolve: resolve}, opts); err != nil {
+					return nil, fmt.Errorf("%s:%d: step %q (%s): %w", r.Path, s.Line, s.Name, s.Kind, err)
+				}
 			}
+			next()
 			continue
 		}
-		opts, err := k.decode(&s.opts, r.Path)
-		if err != nil {
-			return nil, err
-		}
-		resolvePaths(k.files(opts), resolve)
 		key, err := stepKey(s, input, opts, k.files(opts))
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: step %q: %w", r.Path, s.Line, s.Name, err)
@@ -137,20 +150,28 @@ func (r *Recipe) Run(ctx context.Context, o RunOptions) (*Report, error) {
 		} else {
 			o.Log.Info("running step", "step", s.Name, "kind", s.Kind)
 			t0 := time.Now()
-			res, err := k.run(ctx, &stepEnv{input: input, output: output, resolve: resolve}, opts)
+			env := &stepEnv{input: input, output: output, resolve: resolve}
+			if o.Progress != nil {
+				env.progress = func(what string) func(done, total int) { return o.Progress(s.Name + ": " + what) }
+			}
+			res, err := k.run(ctx, env, opts)
 			sr.Seconds = time.Since(t0).Seconds()
 			if err != nil {
-				return nil, fmt.Errorf("step %q (%s): %w", s.Name, s.Kind, err)
+				return nil, fmt.Errorf("%s:%d: step %q (%s): %w", r.Path, s.Line, s.Name, s.Kind, err)
 			}
+			o.Log.Debug("step done", "step", s.Name, "seconds", sr.Seconds)
 			sr.Report = res.report
 			sr.FailedGates = append(sr.FailedGates, res.failed...)
 			if s.MaxSizeBytes > 0 && output != "" {
-				if st, err := os.Stat(output); err == nil && st.Size() > s.MaxSizeBytes {
-					sr.FailedGates = append(sr.FailedGates, fmt.Sprintf("max_size_bytes: %s is %d bytes > %d", filepath.Base(output), st.Size(), s.MaxSizeBytes))
+				if size, err := pathSize(output); err == nil && size > s.MaxSizeBytes {
+					sr.FailedGates = append(sr.FailedGates, fmt.Sprintf("max_size_bytes: %s is %d bytes > %d", filepath.Base(output), size, s.MaxSizeBytes))
 				}
 			}
 			raw, _ := json.Marshal(res.report)
-			sum, _ := fileSHA(output)
+			sum := ""
+			if output != "" {
+				sum, _ = fingerprint(output)
+			}
 			state[s.Name] = stateEntry{Key: key, OutputSHA: sum, Report: raw, Failed: sr.FailedGates}
 			if err := saveState(work, state); err != nil {
 				return nil, err
@@ -160,9 +181,7 @@ func (r *Recipe) Run(ctx context.Context, o RunOptions) (*Report, error) {
 		for _, g := range sr.FailedGates {
 			rep.FailedGates = append(rep.FailedGates, s.Name+": "+g)
 		}
-		if output != "" {
-			prev = output
-		}
+		next()
 	}
 	rep.Passed = len(rep.FailedGates) == 0
 	rep.Seconds = time.Since(start).Seconds()
@@ -263,8 +282,26 @@ func outputMatches(output, sum string) bool {
 	if output == "" {
 		return true
 	}
-	got, err := fileSHA(output)
+	got, err := fingerprint(output)
 	return err == nil && got == sum
+}
+
+// pathSize is a file's size (with its .data sibling), or the total size of a folder.
+func pathSize(p string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil && !d.IsDir() {
+			n += info.Size()
+		}
+		return nil
+	})
+	if st, err2 := os.Stat(p + ".data"); err2 == nil && !st.IsDir() {
+		n += st.Size()
+	}
+	return n, err
 }
 
 func saveState(work string, state map[string]stateEntry) error {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/optimctl/optimctl/pkg/bench"
 	"github.com/optimctl/optimctl/pkg/inspect"
+	"github.com/optimctl/optimctl/pkg/int4"
 	"github.com/optimctl/optimctl/pkg/optimize"
 	"github.com/optimctl/optimctl/pkg/prune"
 	"github.com/optimctl/optimctl/pkg/quantize"
@@ -16,11 +17,20 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// stepEnv is what a step sees of the pipeline: its resolved input and output paths and a
-// resolver for names of earlier steps.
+// stepEnv is what a step sees of the pipeline: its resolved input and output paths, a
+// resolver for names of earlier steps, and the progress bar factory (nil: no bars).
 type stepEnv struct {
 	input, output string
 	resolve       func(string) string // step name / "model" / relative path → path
+	progress      func(what string) func(done, total int)
+}
+
+// bar returns a progress callback for what, or nil when bars are off.
+func (e *stepEnv) bar(what string) func(done, total int) {
+	if e.progress == nil {
+		return nil
+	}
+	return e.progress(what)
 }
 
 // result is what a step hands back to the runner.
@@ -30,11 +40,31 @@ type result struct {
 }
 
 type kind struct {
-	ext    string // extension of the model the step writes; "" when it writes none
+	// ext is the extension of the model the step writes; "" when it writes none. out, when
+	// set, decides instead from the options, and says whether what is written is a model
+	// that later steps read by default (false: an artifact such as a calibration table or
+	// an engine, which later steps name explicitly).
+	ext    string
+	out    func(opts any) (ext string, model bool)
 	decode func(n *yaml.Node, path string) (any, error)
-	run    func(ctx context.Context, e *stepEnv, opts any) (result, error)
+	// check validates decoded options before anything runs (nil: decoding is the check).
+	check func(opts any) error
+	run   func(ctx context.Context, e *stepEnv, opts any) (result, error)
+	// plan, when set, is the report of a dry run (e.g. the trtexec command of build-trt).
+	plan func(e *stepEnv, opts any) (any, error)
 	// files lists the option values that are paths, for resolving and fingerprinting.
 	files func(opts any) []*string
+	// paths lists option paths that are resolved but not fingerprinted (files a step
+	// updates itself, such as a timing cache).
+	paths func(opts any) []*string
+}
+
+// output says what a step of this kind writes given its options.
+func (k kind) output(opts any) (ext string, model bool) {
+	if k.out != nil {
+		return k.out(opts)
+	}
+	return k.ext, k.ext != ""
 }
 
 var kinds = map[string]kind{}
@@ -72,6 +102,35 @@ type benchStep struct {
 
 type inspectStep struct{}
 
+// int4Step is a quantize step with mode: int4, whose options are pkg/int4's (the flags of
+// `optimctl quantize --mode int4`).
+type int4Step struct {
+	Mode         string `yaml:"mode" json:"mode"`
+	int4.Options `yaml:",inline"`
+	// Runtime is repeated here because int4.Options keeps it out of its JSON, and the
+	// step's cache key is the JSON of its options.
+	RuntimeKey any `yaml:"-" json:"runtime,omitempty"`
+}
+
+// decodeQuantize decodes a quantize step: pkg/int4's options for mode: int4, else
+// pkg/quantize's.
+func decodeQuantize(n *yaml.Node, path string) (any, error) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "mode" && n.Content[i+1].Value == "int4" {
+				q, err := decodeAs[int4Step]()(n, path)
+				if err != nil {
+					return nil, err
+				}
+				s := q.(*int4Step)
+				s.RuntimeKey = s.Runtime
+				return s, nil
+			}
+		}
+	}
+	return decodeAs[quantize.Options]()(n, path)
+}
+
 func isFileSpec(s string) bool { return s != "" && !strings.HasPrefix(s, "random:") }
 
 func init() {
@@ -104,21 +163,56 @@ func init() {
 		},
 	}
 	kinds["quantize"] = kind{
-		ext:    ".onnx",
-		decode: decodeAs[quantize.Options](),
-		files: func(o any) []*string {
-			q := o.(*quantize.Options)
-			var out []*string
-			if isFileSpec(q.Calib) {
-				out = append(out, &q.Calib)
+		decode: decodeQuantize,
+		out: func(o any) (string, bool) {
+			if q, ok := o.(*int4Step); ok && q.Format != "" && q.Format != int4.FormatONNX {
+				return "", false // a checkpoint folder: <workdir>/<name>, not an ONNX model
 			}
-			if isFileSpec(q.Data) {
-				out = append(out, &q.Data)
+			return ".onnx", true
+		},
+		check: func(o any) error {
+			switch q := o.(type) {
+			case *int4Step:
+				c := q.Options
+				return c.Validate()
+			case *quantize.Options:
+				return q.Validate()
+			}
+			return nil
+		},
+		files: func(o any) []*string {
+			var out []*string
+			switch q := o.(type) {
+			case *quantize.Options:
+				if isFileSpec(q.Calib) {
+					out = append(out, &q.Calib)
+				}
+				if isFileSpec(q.Data) {
+					out = append(out, &q.Data)
+				}
+			case *int4Step:
+				if isFileSpec(q.Calib) {
+					out = append(out, &q.Calib)
+				}
+				out = append(out, &q.CalibModel)
 			}
 			return out
 		},
 		run: func(ctx context.Context, e *stepEnv, o any) (result, error) {
-			r, err := quantize.File(ctx, e.input, e.output, *o.(*quantize.Options))
+			if q, ok := o.(*int4Step); ok {
+				p := q.Options
+				p.Input, p.Output = e.input, e.output
+				if err := p.Validate(); err != nil {
+					return result{}, err
+				}
+				r, err := int4.Run(ctx, p)
+				return result{report: r}, err
+			}
+			q := *o.(*quantize.Options)
+			if q.Mode == quantize.Static {
+				q.Progress = e.bar("calibrating")
+			}
+			r, err := quantize.File(ctx, e.input, e.output, q)
 			return result{report: r}, err
 		},
 	}
@@ -143,6 +237,7 @@ func init() {
 			if v.Data == "" {
 				return result{}, fmt.Errorf("validate needs data: (an .npz, a folder, images or random:N)")
 			}
+			v.Progress = e.bar("validating")
 			r, err := validate.Run(ctx, v)
 			if err != nil {
 				return result{}, err
