@@ -66,6 +66,10 @@ trtexec command of build-trt steps) without loading ONNX Runtime. See docs/recip
 }
 
 func writeRunText(g *globals, rep *recipe.Report) {
+	width := 12
+	for _, s := range rep.Steps {
+		width = max(width, len(s.Name))
+	}
 	for _, s := range rep.Steps {
 		status := "ok"
 		switch {
@@ -76,13 +80,13 @@ func writeRunText(g *globals, rep *recipe.Report) {
 		case s.Skipped:
 			status = "unchanged, skipped"
 		}
-		fmt.Fprintf(g.stdout, "%-12s %-10s %6.2fs  %s", s.Name, s.Kind, s.Seconds, status)
+		fmt.Fprintf(g.stdout, "%-*s %-10s %6.2fs  %s", width, s.Name, s.Kind, s.Seconds, status)
 		if s.Output != "" {
 			fmt.Fprintf(g.stdout, "  → %s", s.Output)
 		}
 		fmt.Fprintln(g.stdout)
 		if c, ok := s.Report.(interface{ TrtexecCommand() string }); ok && rep.DryRun {
-			fmt.Fprintf(g.stdout, "%-12s %s\n", "", c.TrtexecCommand())
+			fmt.Fprintf(g.stdout, "%-*s %s\n", width, "", c.TrtexecCommand())
 		}
 	}
 	if !rep.DryRun {

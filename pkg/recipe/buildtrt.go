@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	"github.com/optimctl/optimctl/pkg/trt"
@@ -132,7 +133,7 @@ func init() {
 			b := o.(*buildTRTStep)
 			out := e.output
 			if out == "" {
-				out = "ENGINE.plan"
+				out = filepath.Join(e.work, e.name+".plan") // print_trtexec: where trtexec would write
 			}
 			opts, err := b.options(e.input, out)
 			if err != nil {
@@ -144,7 +145,7 @@ func init() {
 			b := o.(*buildTRTStep)
 			out := e.output
 			if b.PrintTrtexec {
-				out = "ENGINE.plan"
+				out = filepath.Join(e.work, e.name+".plan")
 			}
 			opts, err := b.options(e.input, out)
 			if err != nil {

@@ -277,3 +277,25 @@ steps:
 		t.Fatalf("--only cmd report %s", b)
 	}
 }
+
+// TestExamplesParse checks every recipe in examples/ parses and plans (make examples runs
+// them on the real models).
+func TestExamplesParse(t *testing.T) {
+	paths, _ := filepath.Glob("../../examples/*.yaml")
+	if len(paths) < 4 {
+		t.Fatalf("examples: %v", paths)
+	}
+	for _, p := range paths {
+		r, err := Parse(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(joinIfRel(r.Dir, r.Model)); err != nil {
+			continue // assets not fetched: parsing is what this test checks
+		}
+		rep, err := r.Run(context.Background(), RunOptions{DryRun: true})
+		if err != nil || len(rep.Steps) != len(r.Steps) {
+			t.Fatalf("%s: dry run: %v", p, err)
+		}
+	}
+}

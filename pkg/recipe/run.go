@@ -133,7 +133,7 @@ func (r *Recipe) Run(ctx context.Context, o RunOptions) (*Report, error) {
 		if o.DryRun {
 			sr.Passed = true
 			if k.plan != nil {
-				if sr.Report, err = k.plan(&stepEnv{input: input, output: output, resolve: resolve}, opts); err != nil {
+				if sr.Report, err = k.plan(&stepEnv{input: input, output: output, work: work, name: s.Name, resolve: resolve}, opts); err != nil {
 					return nil, fmt.Errorf("%s:%d: step %q (%s): %w", r.Path, s.Line, s.Name, s.Kind, err)
 				}
 			}
@@ -150,7 +150,7 @@ func (r *Recipe) Run(ctx context.Context, o RunOptions) (*Report, error) {
 		} else {
 			o.Log.Info("running step", "step", s.Name, "kind", s.Kind)
 			t0 := time.Now()
-			env := &stepEnv{input: input, output: output, resolve: resolve}
+			env := &stepEnv{input: input, output: output, work: work, name: s.Name, resolve: resolve}
 			if o.Progress != nil {
 				env.progress = func(what string) func(done, total int) { return o.Progress(s.Name + ": " + what) }
 			}

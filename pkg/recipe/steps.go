@@ -21,6 +21,7 @@ import (
 // resolver for names of earlier steps, and the progress bar factory (nil: no bars).
 type stepEnv struct {
 	input, output string
+	work, name    string              // the workdir and the step's name
 	resolve       func(string) string // step name / "model" / relative path → path
 	progress      func(what string) func(done, total int)
 }
