@@ -112,28 +112,11 @@ func (fl *buildTRTFlags) toOptions(g *globals, model string) (trt.Options, error
 		}
 		o.Workspace = n
 	}
-	level := fl.trtLog
-	if level == "" {
-		level = "warning"
-		if g.Verbose {
-			level = "info"
-		}
-	}
-	sev, err := trt.ParseSeverity(level)
+	eo, err := trtLog(g, fl.trtLog)
 	if err != nil {
-		return o, usagef("--trt-log: %v", err)
+		return o, err
 	}
-	o.LogSeverity = sev
-	o.Log = func(s trt.Severity, msg string) {
-		l := slog.LevelInfo // only levels asked for with --trt-log reach here
-		switch {
-		case s <= trt.SeverityError:
-			l = slog.LevelError
-		case s == trt.SeverityWarning:
-			l = slog.LevelWarn
-		}
-		g.log.Log(context.Background(), l, "tensorrt: "+strings.TrimSpace(msg))
-	}
+	o.LogSeverity, o.Log = eo.LogSeverity, eo.Log
 	if g.stderrIsTerminal() {
 		o.Progress = func(phase, parent string, steps int) {
 			if parent == "" {
@@ -176,4 +159,29 @@ func (fl *buildTRTFlags) printCommand(g *globals, o trt.Options) error {
 	}
 	fmt.Fprintln(g.stdout, rep.Command)
 	return nil
+}
+
+// trtLog sends TensorRT's log to optimctl's logger on stderr at the level of --trt-log
+// (default warning, info with -v); build-trt, and bench and validate of a .plan, use it.
+func trtLog(g *globals, level string) (trt.EngineOptions, error) {
+	if level == "" {
+		level = "warning"
+		if g.Verbose {
+			level = "info"
+		}
+	}
+	sev, err := trt.ParseSeverity(level)
+	if err != nil {
+		return trt.EngineOptions{}, usagef("--trt-log: %v", err)
+	}
+	return trt.EngineOptions{LogSeverity: sev, Log: func(s trt.Severity, msg string) {
+		l := slog.LevelInfo // only levels asked for with --trt-log reach here
+		switch {
+		case s <= trt.SeverityError:
+			l = slog.LevelError
+		case s == trt.SeverityWarning:
+			l = slog.LevelWarn
+		}
+		g.log.Log(context.Background(), l, "tensorrt: "+strings.TrimSpace(msg))
+	}}, nil
 }

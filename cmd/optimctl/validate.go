@@ -47,6 +47,7 @@ type validateFlags struct {
 	warmup                            int
 	maxTop1Drop, minCosine, maxAbsErr float64
 	minSNR, maxSizeRatio, maxLatRatio float64
+	trtLog                            string
 }
 
 func newValidateCmd(g *globals) *cobra.Command {
@@ -54,10 +55,14 @@ func newValidateCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate REFERENCE CANDIDATE --data DATA",
 		Short: "Run two models on the same samples and measure agreement, accuracy and latency, with CI gates",
-		Long: `Runs the reference and the candidate model in ONNX Runtime on the same samples and reports,
+		Long: `Runs the reference and the candidate model on the same samples and reports,
 per output, the max/mean absolute error, cosine similarity (worst sample and mean), SNR in dB,
 top-1 agreement for class-score outputs, accuracy against --labels, latency percentiles of
-each model, and the size ratio. A gate that is not met makes the command exit with code 3.`,
+each model, and the size ratio. A gate that is not met makes the command exit with code 3.
+
+Models are ONNX, run in ONNX Runtime (--ep cpu|cuda|tensorrt; tensorrt is ONNX Runtime's
+TensorRT provider), or one of them a TensorRT engine (.plan or .engine, as build-trt writes
+it), run through TensorRT itself in a build with the tensorrt tag.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := fl.toOptions(cmd, g, args)
@@ -102,6 +107,7 @@ each model, and the size ratio. A gate that is not met makes the command exit wi
 	f.Float64Var(&fl.minSNR, "min-snr", -1, "gate: smallest allowed SNR (dB) of every output")
 	f.Float64Var(&fl.maxSizeRatio, "max-size-ratio", -1, "gate: largest allowed candidate/reference size ratio")
 	f.Float64Var(&fl.maxLatRatio, "max-latency-ratio", -1, "gate: largest allowed candidate/reference p50 latency ratio")
+	f.StringVar(&fl.trtLog, "trt-log", "", "TensorRT log level on stderr for a .plan: error, warning, info or verbose (default warning, info with -v)")
 	return cmd
 }
 
@@ -119,6 +125,10 @@ func (fl *validateFlags) toOptions(cmd *cobra.Command, g *globals, args []string
 			return validate.Options{}, err
 		}
 	}
+	eo, err := trtLog(g, fl.trtLog)
+	if err != nil {
+		return validate.Options{}, err
+	}
 	gate := func(name string, v float64) *float64 {
 		if !cmd.Flags().Changed(name) {
 			return nil
@@ -128,7 +138,7 @@ func (fl *validateFlags) toOptions(cmd *cobra.Command, g *globals, args []string
 	return validate.Options{
 		Reference: args[0], Candidate: args[1],
 		Data: fl.data.Data, Preprocess: fl.data.Preprocess, Shapes: shapes, Limit: fl.data.Limit,
-		Labels: fl.labels, ClassOutput: fl.classOutput, Runtime: rt, Warmup: fl.warmup,
+		Labels: fl.labels, ClassOutput: fl.classOutput, Runtime: rt, Warmup: fl.warmup, Engine: eo,
 		Gates: validate.Gates{
 			MaxTop1Drop:     gate("max-top1-drop", fl.maxTop1Drop),
 			MinCosine:       gate("min-cosine", fl.minCosine),

@@ -1,5 +1,5 @@
-// Package bench measures a model's latency and throughput in ONNX Runtime the way a person
-// would script it by hand: warm up, run for a duration or a number of iterations per batch
+// Package bench measures a model's latency and throughput in ONNX Runtime, or a TensorRT
+// engine's (a .plan, in a build with the tensorrt tag), the way a person would script it by hand: warm up, run for a duration or a number of iterations per batch
 // size, and report percentiles, throughput and the process's peak memory.
 package bench
 
@@ -16,6 +16,7 @@ import (
 	"github.com/optimctl/optimctl/calibration"
 	"github.com/optimctl/optimctl/pkg/runtime"
 	"github.com/optimctl/optimctl/pkg/tensor"
+	"github.com/optimctl/optimctl/pkg/trt"
 	"github.com/optimctl/optimctl/pkg/validate"
 )
 
@@ -30,6 +31,8 @@ type Options struct {
 	Duration   time.Duration      `yaml:"duration"`   // per batch size; default 5s unless Iterations is set
 	Iterations int                `yaml:"iterations"` // per batch size; overrides Duration when > 0
 	Warmup     int                `yaml:"warmup"`     // untimed runs per batch size (default 5)
+	// Engine configures loading a TensorRT engine (a .plan Model).
+	Engine trt.EngineOptions `yaml:"-" json:"-"`
 }
 
 // Result is one batch size's measurement.
@@ -38,6 +41,9 @@ type Result struct {
 	Iterations     int                  `json:"iterations"`
 	LatencyMs      validate.Percentiles `json:"latency_ms"`
 	ThroughputPerS float64              `json:"throughput_per_s"` // samples per second
+	// GPUMs is a TensorRT engine's GPU time per run (CUDA events), beside the wall time of
+	// LatencyMs, which includes the copies to and from the device.
+	GPUMs *validate.Percentiles `json:"gpu_ms,omitempty"`
 }
 
 // Report is the bench report; the top-level latency keys describe the first batch size,
@@ -52,6 +58,9 @@ type Report struct {
 	ThroughputPerS float64              `json:"throughput_per_s"`
 	PeakRSSBytes   int64                `json:"peak_rss_bytes"`
 	Results        []Result             `json:"results"`
+	// Runtime is what ran the model: "onnxruntime", or "tensorrt" for a .plan engine (then
+	// ep is "tensorrt" and threads and graph_opt_level do not apply).
+	Runtime string `json:"runtime"`
 }
 
 // Run benchmarks the model.
@@ -68,7 +77,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Iterations <= 0 && o.Duration <= 0 {
 		o.Duration = 5 * time.Second
 	}
-	s, err := runtime.NewSessionFromFile(o.Model, o.Runtime)
+	s, err := validate.OpenModel(o.Model, validate.ModelOptions{Runtime: o.Runtime, Engine: o.Engine})
 	if err != nil {
 		return nil, err // names the file already
 	}
@@ -89,7 +98,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Model: o.Model, EP: validate.EPName(o.Runtime), Threads: o.Runtime.IntraOpThreads, GraphOptLevel: string(o.Runtime.GraphOptLevel.Effective())}
+	r := &Report{Model: o.Model, EP: validate.EPName(o.Runtime), Threads: o.Runtime.IntraOpThreads, GraphOptLevel: string(o.Runtime.GraphOptLevel.Effective()), Runtime: s.Runtime()}
+	if r.Runtime == validate.RuntimeTensorRT {
+		r.EP, r.Threads, r.GraphOptLevel = validate.RuntimeTensorRT, 0, ""
+	}
 	for _, b := range o.Batches {
 		in, err := tile(sample, b, s.Inputs())
 		if err != nil {
@@ -106,13 +118,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return r, nil
 }
 
-func measure(ctx context.Context, s *runtime.Session, in map[string]*tensor.Tensor, batch int, o Options) (Result, error) {
+func measure(ctx context.Context, s validate.Model, in map[string]*tensor.Tensor, batch int, o Options) (Result, error) {
 	for i := 0; i < o.Warmup; i++ {
 		if _, err := s.Run(in); err != nil {
 			return Result{}, fmt.Errorf("%s, batch %d: %w", o.Model, batch, err)
 		}
 	}
-	var lat []float64
+	var lat, gpu []float64
+	timer, _ := s.(validate.GPUTimer)
 	start := time.Now()
 	for i := 0; ; i++ {
 		if o.Iterations > 0 && i >= o.Iterations {
@@ -129,10 +142,18 @@ func measure(ctx context.Context, s *runtime.Session, in map[string]*tensor.Tens
 			return Result{}, fmt.Errorf("%s, batch %d: %w", o.Model, batch, err)
 		}
 		lat = append(lat, float64(time.Since(t0).Nanoseconds())/1e6)
+		if timer != nil {
+			gpu = append(gpu, float64(timer.GPUTime().Nanoseconds())/1e6)
+		}
 	}
 	wall := time.Since(start).Seconds()
-	return Result{Batch: batch, Iterations: len(lat), LatencyMs: validate.Summarize(lat),
-		ThroughputPerS: float64(len(lat)*batch) / wall}, nil
+	res := Result{Batch: batch, Iterations: len(lat), LatencyMs: validate.Summarize(lat),
+		ThroughputPerS: float64(len(lat)*batch) / wall}
+	if timer != nil {
+		g := validate.Summarize(gpu)
+		res.GPUMs = &g
+	}
+	return res, nil
 }
 
 // tile repeats a one-sample input n times along axis 0; the model's first dimension must be

@@ -11,3 +11,8 @@ import "C"
 
 // fakeLive counts the fake shim's networks, results and staging buffers not yet freed.
 func fakeLive() int { return int(C.otrt_fake_live()) }
+
+// FakeLive is, in the trtfake build only, what the fake shim and the Go side still hold
+// (networks, results, engines, buffers, C allocations): the plumbing tests of the packages
+// that run engines (validate, bench) assert it is 0 after closing them.
+func FakeLive() int { return fakeLive() + int(cLive.Load()) }

@@ -12,6 +12,7 @@ import (
 	"github.com/optimctl/optimctl/calibration"
 	"github.com/optimctl/optimctl/pkg/runtime"
 	"github.com/optimctl/optimctl/pkg/tensor"
+	"github.com/optimctl/optimctl/pkg/trt"
 )
 
 // Gates are the thresholds CI decides on; a nil gate is not checked.
@@ -47,6 +48,8 @@ type Options struct {
 	Gates       Gates           `yaml:"gates"`
 	// Progress, when set, is called after each sample.
 	Progress func(done, total int) `yaml:"-" json:"-"`
+	// Engine configures loading a TensorRT engine given as reference or candidate (.plan).
+	Engine trt.EngineOptions `yaml:"-" json:"-"`
 }
 
 // Report is the validate report; its JSON keys are part of the command-line contract.
@@ -71,6 +74,11 @@ type Report struct {
 	// OverheadFraction is the share of wall time spent outside the two models' Run calls
 	// (reading data, comparing outputs).
 	OverheadFraction float64 `json:"overhead_fraction"`
+	// Runtimes says what ran each model: "onnxruntime" or "tensorrt" (a .plan engine).
+	Runtimes map[string]string `json:"runtimes"`
+	// GPUMs is the GPU time of each TensorRT engine's runs (CUDA events), beside the wall
+	// time of latency_ms, which includes the copies to and from the device.
+	GPUMs map[string]Percentiles `json:"gpu_ms,omitempty"`
 }
 
 // Run validates Candidate against Reference.
@@ -79,16 +87,29 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Warmup == 0 {
 		o.Warmup = 3
 	}
-	ref, err := runtime.NewSessionFromFile(o.Reference, o.Runtime)
-	if err != nil {
-		return nil, fmt.Errorf("reference: %w", err)
+	if IsEngine(o.Reference) && IsEngine(o.Candidate) {
+		return nil, fmt.Errorf("%s and %s are both TensorRT engines: one engine can be open per process, so compare each with the ONNX model", o.Reference, o.Candidate)
 	}
-	defer ref.Close()
-	cand, err := runtime.NewSessionFromFile(o.Candidate, o.Runtime)
-	if err != nil {
-		return nil, fmt.Errorf("candidate: %w", err)
+	// An engine is opened first: without TensorRT, or with a plan TensorRT refuses, that
+	// fails at once rather than after ONNX Runtime has read the other model.
+	mo := ModelOptions{Runtime: o.Runtime, Engine: o.Engine}
+	var ref, cand Model
+	type opening struct {
+		role, path string
+		to         *Model
 	}
-	defer cand.Close()
+	order := []opening{{"reference", o.Reference, &ref}, {"candidate", o.Candidate, &cand}}
+	if IsEngine(o.Candidate) {
+		order[0], order[1] = order[1], order[0]
+	}
+	for _, x := range order {
+		m, err := OpenModel(x.path, mo)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", x.role, err)
+		}
+		defer m.Close()
+		*x.to = m
+	}
 	if err := sameSignature(ref, cand, o.Candidate); err != nil {
 		return nil, err
 	}
@@ -109,7 +130,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	r := &Report{Reference: o.Reference, Candidate: o.Candidate, EP: EPName(o.Runtime),
-		GraphOptLevel: string(o.Runtime.GraphOptLevel.Effective()), LatencyMs: map[string]Percentiles{}, Gates: o.Gates, FailedGates: []string{}}
+		GraphOptLevel: string(o.Runtime.GraphOptLevel.Effective()), LatencyMs: map[string]Percentiles{}, Gates: o.Gates, FailedGates: []string{},
+		Runtimes: map[string]string{"reference": ref.Runtime(), "candidate": cand.Runtime()}}
+	gpuMs := map[string][]float64{}
+	gpuTime := func(role string, m Model) {
+		if g, ok := m.(GPUTimer); ok {
+			gpuMs[role] = append(gpuMs[role], ms(g.GPUTime()))
+		}
+	}
 	stats := map[string]*OutputStats{}
 	for _, s := range ref.Outputs() {
 		classes := 0
@@ -166,6 +194,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		inRun += t2.Sub(t0)
 		refMs = append(refMs, ms(t1.Sub(t0)))
 		candMs = append(candMs, ms(t2.Sub(t1)))
+		gpuTime("reference", ref)
+		gpuTime("candidate", cand)
 		for _, st := range r.Outputs {
 			rv, cv := ro[st.Name], co[st.Name]
 			if cv == nil {
@@ -235,6 +265,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r.LatencyMs["reference"] = Summarize(refMs)
 	r.LatencyMs["candidate"] = Summarize(candMs)
+	for role, v := range gpuMs {
+		if r.GPUMs == nil {
+			r.GPUMs = map[string]Percentiles{}
+		}
+		r.GPUMs[role] = Summarize(v)
+	}
 	r.SizeReference, r.SizeCandidate = modelSize(o.Reference), modelSize(o.Candidate)
 	if r.SizeReference > 0 {
 		r.SizeRatio = float64(r.SizeCandidate) / float64(r.SizeReference)
@@ -262,7 +298,7 @@ func sameShape(a, b []int64) bool {
 }
 
 // sameSignature checks that the candidate takes the same inputs and gives every output of the reference.
-func sameSignature(ref, cand *runtime.Session, candPath string) error {
+func sameSignature(ref, cand Model, candPath string) error {
 	have := map[string]tensor.Spec{}
 	for _, s := range cand.Inputs() {
 		have[s.Name] = s
