@@ -58,8 +58,17 @@ trtexec command of build-trt steps) without loading ONNX Runtime. See docs/recip
 			return nil
 		},
 	}
+	cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+	}
 	f := cmd.Flags()
 	f.StringVar(&o.Only, "only", "", "run only this step")
+	cmd.RegisterFlagCompletionFunc("only", func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		return recipeStepNames(args), cobra.ShellCompDirectiveNoFileComp
+	})
 	f.BoolVar(&o.DryRun, "dry-run", false, "check the recipe and print the plan without running anything")
 	f.BoolVar(&o.Force, "force", false, "run every step even when its inputs are unchanged")
 	return cmd
@@ -92,4 +101,20 @@ func writeRunText(g *globals, rep *recipe.Report) {
 	if !rep.DryRun {
 		fmt.Fprintf(g.stdout, "report: %s/report.json, summary: %s/summary.md\n", rep.Workdir, rep.Workdir)
 	}
+}
+
+// recipeStepNames completes --only with the steps of the recipe named on the command line.
+func recipeStepNames(args []string) []string {
+	if len(args) == 0 {
+		return nil
+	}
+	r, err := recipe.Parse(args[0])
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, s := range r.Steps {
+		names = append(names, s.Name+"\t"+s.Kind)
+	}
+	return names
 }
