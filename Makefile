@@ -24,7 +24,7 @@ IMAGES_DIR      := $(CACHE)/images
 
 export OPTIMCTL_CACHE := $(CACHE)
 
-.PHONY: all build setup assets test test-short demo proto fuzz vet fmt bench clean tools lint-ci image examples
+.PHONY: all build setup assets test test-short demo proto fuzz vet fmt bench clean tools lint-ci image examples assets-ocr
 
 all: build
 
@@ -108,10 +108,14 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/...
 
-# Every example recipe on the real models (after `make setup`).
-examples: build setup
-	@[ -f .cache/data/textlines.labels.txt ] || $(GO) run ./examples/textlines -src .cache/images/bw_text.png -out .cache/data/textlines
+# Every example recipe on the real models (examples/README.md has their figures).
+examples: build setup assets-ocr
 	@for r in examples/*.yaml; do echo "== optimctl run $$r"; ./bin/optimctl run --force $$r || exit $$?; done
+
+# What the OCR examples (and the CI templates in examples/ci) need: the PP-OCR models, the
+# photos, and the labelled text-line crops rendered from one of them.
+assets-ocr: $(OCR_DIR)/.ok $(IMAGES_DIR)/.ok
+	@[ -f $(CACHE)/data/textlines.labels.txt ] || $(GO) run ./examples/textlines -src $(IMAGES_DIR)/bw_text.png -out $(CACHE)/data/textlines
 
 # The CI examples checked against the published schemas (check-jsonschema from PyPI, actionlint from the Go proxy).
 lint-ci:
