@@ -40,6 +40,13 @@ type Histogram struct {
 	seen    bool
 	total   uint64
 	skipped uint64
+
+	// The bin lookup of Add, rebuilt when t changes: edges (see ensureEdges), bin width w
+	// and its inverse, and the low end of the range.
+	edges        []float64
+	edgesT       float64
+	w, inv, base float64
+	tally        []uint32
 }
 
 // NewHistogram returns an empty histogram with the given number of bins (0 means
@@ -109,26 +116,24 @@ func (h *Histogram) Edges() []float64 {
 }
 
 // Add folds one batch of values into the histogram.
+//
+// Two tight passes: the batch's finite extremes (and whether anything is not finite), then
+// one bin per value from a multiply by the inverse bin width, corrected by one step
+// against a table of the edges — the bins Edge gives, exactly, at a few nanoseconds per
+// value. A batch with NaN or ±Inf takes a per-value checked path.
 func (h *Histogram) Add(batch []float32) {
-	var amax float64
-	n := 0
-	for _, v := range batch {
-		if v-v != 0 {
-			h.skipped++
-			continue
-		}
-		if !h.seen {
-			h.lo, h.hi, h.seen = v, v, true
-		}
-		h.lo = min(h.lo, v)
-		h.hi = max(h.hi, v)
-		amax = max(amax, math.Abs(float64(v)))
-		n++
-	}
+	lo, hi, n := finiteExtremes(batch)
+	h.skipped += uint64(len(batch) - n)
 	if n == 0 {
 		return
 	}
+	if !h.seen {
+		h.lo, h.hi, h.seen = lo, hi, true
+	} else {
+		h.lo, h.hi = min(h.lo, lo), max(h.hi, hi)
+	}
 	h.total += uint64(n)
+	amax := max(-float64(lo), float64(hi))
 	if amax == 0 {
 		if h.t == 0 {
 			h.zeros += uint64(n)
@@ -143,17 +148,131 @@ func (h *Histogram) Add(batch []float32) {
 	} else if amax > h.t {
 		h.widen(amax)
 	}
-	lo, hi := h.Range()
-	for _, v := range batch {
+	h.fill(batch, n < len(batch))
+}
+
+// finiteExtremes returns the smallest and largest finite values of x and how many there
+// are (lo > hi when none). NaN fails every comparison; the infinities are excluded by the
+// bounds; the count is only taken when some value was not finite.
+func finiteExtremes(x []float32) (lo, hi float32, n int) {
+	inf := float32(math.Inf(1))
+	lo, hi = inf, -inf
+	bad := false
+	for _, v := range x {
 		if v-v != 0 {
+			bad = true
 			continue
 		}
-		x := float64(v)
-		if h.abs {
-			x = math.Abs(x)
+		if v < lo {
+			lo = v
 		}
-		h.counts[h.bin(x, lo, hi)]++
+		if v > hi {
+			hi = v
+		}
 	}
+	if !bad {
+		return lo, hi, len(x)
+	}
+	for _, v := range x {
+		if v-v == 0 {
+			n++
+		}
+	}
+	return lo, hi, n
+}
+
+// fill adds every finite value of batch to its bin; the range already covers them.
+// Consecutive values go to four separate 32-bit tallies, so runs of equal values (the
+// zeros of a ReLU output) do not wait on each other's increments; batches shorter than
+// the tallies' flush go straight to the counts.
+func (h *Histogram) fill(batch []float32, checkFinite bool) {
+	h.ensureEdges()
+	b := len(h.counts)
+	e, base, inv := h.edges, h.base, h.inv
+	if checkFinite || len(batch) < 4*b {
+		for _, v := range batch {
+			if v-v != 0 {
+				continue
+			}
+			x := float64(v)
+			if h.abs {
+				x = math.Abs(x)
+			}
+			h.counts[binOf(e, base, inv, x)]++
+		}
+		return
+	}
+	if cap(h.tally) < 4*b {
+		h.tally = make([]uint32, 4*b)
+	}
+	t := h.tally[:4*b]
+	t0, t1, t2, t3 := t[:b], t[b:2*b], t[2*b:3*b], t[3*b:]
+	for len(batch) > 0 {
+		n := min(len(batch), 1<<30) // a tally cannot overflow
+		chunk := batch[:n]
+		batch = batch[n:]
+		i := 0
+		if h.abs {
+			for ; i+4 <= len(chunk); i += 4 {
+				t0[binOf(e, base, inv, math.Abs(float64(chunk[i])))]++
+				t1[binOf(e, base, inv, math.Abs(float64(chunk[i+1])))]++
+				t2[binOf(e, base, inv, math.Abs(float64(chunk[i+2])))]++
+				t3[binOf(e, base, inv, math.Abs(float64(chunk[i+3])))]++
+			}
+			for _, v := range chunk[i:] {
+				t0[binOf(e, base, inv, math.Abs(float64(v)))]++
+			}
+		} else {
+			for ; i+4 <= len(chunk); i += 4 {
+				t0[binOf(e, base, inv, float64(chunk[i]))]++
+				t1[binOf(e, base, inv, float64(chunk[i+1]))]++
+				t2[binOf(e, base, inv, float64(chunk[i+2]))]++
+				t3[binOf(e, base, inv, float64(chunk[i+3]))]++
+			}
+			for _, v := range chunk[i:] {
+				t0[binOf(e, base, inv, float64(v))]++
+			}
+		}
+		for j := range h.counts {
+			h.counts[j] += uint64(t0[j]) + uint64(t1[j]) + uint64(t2[j]) + uint64(t3[j])
+		}
+		clear(t)
+	}
+}
+
+// binOf is the bin of x ≥ base inside the range: an estimate from the inverse width,
+// corrected by one step against the edge table e (see ensureEdges).
+func binOf(e []float64, base, inv, x float64) int {
+	i := min(int((x-base)*inv), len(e)-2)
+	if x < e[i] {
+		i--
+	} else if x >= e[i+1] {
+		i++
+	}
+	return i
+}
+
+// ensureEdges rebuilds the edge table after the range changed: edges[i] is Edge(i) for
+// 0 < i < Bins(), and edges[0] = −Inf, edges[Bins()] = +Inf stop the one-step correction
+// from leaving the bins (the first bin starts at the lowest possible value and the last
+// takes the highest, as numpy.histogram's does).
+func (h *Histogram) ensureEdges() {
+	b := len(h.counts)
+	if h.edges != nil && h.edgesT == h.t {
+		return
+	}
+	if h.edges == nil {
+		h.edges = make([]float64, b+1)
+	}
+	lo, hi := h.Range()
+	h.base = lo
+	h.w = (hi - lo) / float64(b)
+	h.inv = float64(b) / (hi - lo)
+	h.edges[0], h.edges[b] = math.Inf(-1), math.Inf(1)
+	for i := 1; i < b; i++ {
+		h.edges[i] = lo + float64(i)*h.w
+	}
+	h.edgesT = h.t
 }
 
 // bin locates x in [lo, hi]: the float estimate is corrected against the edges, so a value
