@@ -18,7 +18,7 @@ func init() { commands = append(commands, newBuildTRTCmd) }
 // buildTRTFlags holds the raw flag values of `optimctl build-trt`.
 type buildTRTFlags struct {
 	output, calib, calibCache, preprocess, workspace, timingCache, trtLog string
-	shapes                                                                []string
+	shapes, profiles                                                      []string
 	fp16, int8, fp8, stronglyTyped, sparse, refit, versionCompat          bool
 	printTrtexec                                                          bool
 	calibLimit, trtMajor                                                  int
@@ -78,6 +78,7 @@ every build of optimctl. See docs/tensorrt.md.`,
 	f.IntVar(&fl.calibLimit, "calib-limit", 0, "calibrate on at most this many samples (0 = all)")
 	f.StringVar(&fl.calibCache, "calib-cache", "", "TensorRT calibration cache: read (without --calib) or written (with --calib)")
 	f.StringArrayVar(&fl.shapes, "shapes", nil, "NAME:MIN/OPT/MAX optimisation profile of a dynamic input, e.g. images:1x3x224x224/8x3x224x224/32x3x224x224 (repeatable)")
+	f.StringArrayVar(&fl.profiles, "profile", nil, "a further optimisation profile, NAME:MIN/OPT/MAX[,NAME:MIN/OPT/MAX...] for every dynamic input (repeatable; --shapes is profile 0)")
 	f.StringVar(&fl.workspace, "workspace", "", "workspace memory-pool limit, e.g. 4GiB, 512MiB (bare number: MiB)")
 	f.StringVar(&fl.timingCache, "timing-cache", "", "timing cache file: loaded if it exists, saved after the build")
 	f.BoolVar(&fl.sparse, "sparse-weights", false, "let TensorRT use 2:4 sparse kernels where weights have the pattern (see optimctl prune --method 2:4)")
@@ -104,6 +105,13 @@ func (fl *buildTRTFlags) toOptions(g *globals, model string) (trt.Options, error
 			return o, usageError{err}
 		}
 		o.Shapes = append(o.Shapes, spec)
+	}
+	for _, s := range fl.profiles {
+		p, err := trt.ParseProfile(s)
+		if err != nil {
+			return o, usagef("--profile: %v", err)
+		}
+		o.Profiles = append(o.Profiles, p)
 	}
 	if fl.workspace != "" {
 		n, err := trt.ParseSize(fl.workspace)

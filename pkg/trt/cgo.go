@@ -188,9 +188,13 @@ func Build(ctx context.Context, o Options) (*Report, error) {
 	defer C.otrt_network_free(net)
 
 	inputs := networkInputs(net)
-	profile, err := ResolveProfile(inputs, o.Shapes)
+	profiles, err := ResolveProfiles(inputs, o.Shapes, o.Profiles)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Model, err)
+	}
+	var profile []ShapeSpec // profile 0: calibration runs at its opt shapes
+	if len(profiles) > 0 {
+		profile = profiles[0]
 	}
 	if o.INT8 && o.Calib != "" {
 		src, err := openCalibration(o.Calib, calibrationSpecs(inputs, profile), calibration.Options{Preprocess: o.Preprocess, Limit: o.CalibLimit})
@@ -200,7 +204,7 @@ func Build(ctx context.Context, o Options) (*Report, error) {
 		defer src.Close()
 		b.src = src
 	}
-	w, err := marshalOptions(&o, profile, timing)
+	w, err := marshalOptions(&o, profiles, timing)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +226,15 @@ func Build(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := &Report{Input: o.Model, Output: o.Output, TensorRTVersion: VersionString(version), SizeBytes: int64(n),
 		Flags: flagList(w.flags), Inputs: reportInputs(inputs, profile), CalibrationBatches: b.batches}
+	if len(profiles) > 1 {
+		for _, p := range profiles {
+			specs := make([]string, len(p))
+			for i, s := range p {
+				specs[i] = s.String()
+			}
+			rep.Profiles = append(rep.Profiles, specs)
+		}
+	}
 	if o.TimingCache != "" {
 		C.otrt_result_timing_cache(res, &p, &n)
 		if n > 0 {
@@ -272,6 +285,7 @@ func (m *cmem) options(w wireOptions) *C.otrt_build_options {
 		for i, p := range w.profile {
 			ps[i].name = m.cstring(p.name)
 			ps[i].nb_dims = C.int32_t(p.nbDims)
+			ps[i].profile = C.int32_t(p.index)
 			for k := 0; k < maxDims; k++ {
 				ps[i].min[k], ps[i].opt[k], ps[i].max[k] = C.int64_t(p.min[k]), C.int64_t(p.opt[k]), C.int64_t(p.max[k])
 			}

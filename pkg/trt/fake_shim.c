@@ -256,20 +256,29 @@ static void dims_text(text *t, int32_t nb, const int64_t *d)
         tprintf(t, i == 0 ? "%lld" : "x%lld", (long long)d[i]);
 }
 
-static const otrt_profile_input *find_profile(const otrt_build_options *o, const char *name)
+static const otrt_profile_input *find_profile(const otrt_build_options *o, int32_t profile, const char *name)
 {
     for (int32_t p = 0; p < o->nb_profile; p++)
-        if (strcmp(o->profile[p].name, name) == 0)
+        if (o->profile[p].profile == profile && strcmp(o->profile[p].name, name) == 0)
             return &o->profile[p];
     return NULL;
 }
 
 /* check_profile mimics what TensorRT refuses: unknown names, rank or static-dim mismatch,
- * min > opt > max, and dynamic inputs left out of the profile. */
+ * min > opt > max, and dynamic inputs left out of a profile; and the shim's own check that
+ * the entries come grouped by profile number. */
 static int check_profile(const otrt_network *n, const otrt_build_options *o, char *msg, size_t cap)
 {
+    int32_t nprof = 0;
     for (int32_t p = 0; p < o->nb_profile; p++) {
         const otrt_profile_input *pi = &o->profile[p];
+        if (pi->profile != nprof - 1) {
+            if (pi->profile != nprof) {
+                set_msg(msg, cap, "optimization profile entries out of order");
+                return OTRT_ERR_ARGS;
+            }
+            nprof++;
+        }
         const otrt_input *in = NULL;
         for (int i = 0; i < n->nb_inputs; i++)
             if (strcmp(n->inputs[i].name, pi->name) == 0)
@@ -283,12 +292,13 @@ static int check_profile(const otrt_network *n, const otrt_build_options *o, cha
             return OTRT_ERR_ARGS;
         }
     }
-    for (int i = 0; i < n->nb_inputs; i++)
-        for (int32_t k = 0; k < n->inputs[i].nb_dims; k++)
-            if (n->inputs[i].dims[k] < 0 && find_profile(o, n->inputs[i].name) == NULL) {
-                set_msg(msg, cap, "input %s has dynamic dimensions and no optimization profile", n->inputs[i].name);
-                return OTRT_ERR_BUILD;
-            }
+    for (int32_t q = 0; q < (nprof > 0 ? nprof : 1); q++)
+        for (int i = 0; i < n->nb_inputs; i++)
+            for (int32_t k = 0; k < n->inputs[i].nb_dims; k++)
+                if (n->inputs[i].dims[k] < 0 && find_profile(o, q, n->inputs[i].name) == NULL) {
+                    set_msg(msg, cap, "input %s has dynamic dimensions and no dimensions in optimization profile %d", n->inputs[i].name, q);
+                    return OTRT_ERR_BUILD;
+                }
     return OTRT_OK;
 }
 
@@ -314,7 +324,7 @@ static int calibrate(const otrt_network *n, const otrt_build_options *o, text *e
     int status = OTRT_OK;
     for (int i = 0; i < n->nb_inputs; i++) {
         const otrt_input *in = &n->inputs[i];
-        const otrt_profile_input *p = find_profile(o, in->name);
+        const otrt_profile_input *p = find_profile(o, 0, in->name); /* TensorRT calibrates in profile 0 */
         int64_t size = element_size(in->dtype);
         t[i].name = in->name;
         t[i].dtype = in->dtype;
@@ -405,7 +415,10 @@ int otrt_build(otrt_network *n, const otrt_build_options *o, otrt_result **out, 
             n->strongly_typed, o->flags, (unsigned long long)o->workspace_bytes);
     for (int32_t p = 0; p < o->nb_profile; p++) {
         const otrt_profile_input *pi = &o->profile[p];
-        tprintf(e, "profile %s %d min=", pi->name, pi->nb_dims);
+        if (pi->profile == 0)
+            tprintf(e, "profile %s %d min=", pi->name, pi->nb_dims);
+        else
+            tprintf(e, "profile#%d %s %d min=", pi->profile, pi->name, pi->nb_dims);
         dims_text(e, pi->nb_dims, pi->min);
         tprintf(e, " opt=");
         dims_text(e, pi->nb_dims, pi->opt);

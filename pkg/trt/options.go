@@ -66,11 +66,15 @@ type Options struct {
 	// empty, written with the new scales when Calib is given.
 	CalibCache string
 
-	Shapes        []ShapeSpec // optimisation profile for dynamic inputs
-	Workspace     int64       // workspace memory-pool limit in bytes; 0 = TensorRT's default
-	TimingCache   string      // loaded when it exists, saved after a successful build
-	SparseWeights bool        // let TensorRT pick 2:4 sparse kernels for weights that have the pattern
-	Refit         bool        // engine weights can be refitted later
+	Shapes []ShapeSpec // optimisation profile for dynamic inputs
+	// Profiles are further optimisation profiles (Shapes is profile 0), each with its own
+	// specs for the dynamic inputs; an engine picks, per run, the first whose range holds
+	// the input shapes.
+	Profiles      [][]ShapeSpec
+	Workspace     int64  // workspace memory-pool limit in bytes; 0 = TensorRT's default
+	TimingCache   string // loaded when it exists, saved after a successful build
+	SparseWeights bool   // let TensorRT pick 2:4 sparse kernels for weights that have the pattern
+	Refit         bool   // engine weights can be refitted later
 	// VersionCompatible makes the engine loadable by later TensorRT versions of the same major.
 	VersionCompatible bool
 
@@ -117,6 +121,21 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("--shapes: input %q given twice", s.Name)
 		}
 		seen[s.Name] = true
+	}
+	for k, p := range o.Profiles {
+		if len(p) == 0 {
+			return fmt.Errorf("--profile %d: no shapes", k+1)
+		}
+		seen := map[string]bool{}
+		for _, s := range p {
+			if err := s.Validate(); err != nil {
+				return fmt.Errorf("--profile %d: %w", k+1, err)
+			}
+			if seen[s.Name] {
+				return fmt.Errorf("--profile %d: input %q given twice", k+1, s.Name)
+			}
+			seen[s.Name] = true
+		}
 	}
 	return nil
 }
@@ -196,7 +215,10 @@ type Report struct {
 	// CalibrationBatches counts the batches fed to the calibrator (0 when scales came from a cache).
 	CalibrationBatches int    `json:"calibration_batches,omitempty"`
 	CalibrationCache   string `json:"calibration_cache,omitempty"`
-	TimingCache        string `json:"timing_cache,omitempty"`
+	// Profiles lists every optimisation profile as NAME:MIN/OPT/MAX specs when there are
+	// several (inputs' min/opt/max are profile 0's).
+	Profiles    [][]string `json:"profiles,omitempty"`
+	TimingCache string     `json:"timing_cache,omitempty"`
 }
 
 // ReportInput is a network input and the shapes the engine was built for.

@@ -130,6 +130,48 @@ func TestPlumbingOptionsArriveIntact(t *testing.T) {
 	}
 }
 
+// Several optimisation profiles: each arrives whole (static inputs at their dims), in
+// order, numbered; calibration runs at profile 0's opt shapes; the report lists them all.
+func TestPlumbingSeveralProfiles(t *testing.T) {
+	model := fakeModel(t, "input images 1 -1x3x4x4", "input scale 1 1x1")
+	o := Options{Model: model, Output: model + ".plan", INT8: true, Calib: "random:2",
+		Shapes:   []ShapeSpec{spec("images:1x3x4x4/2x3x4x4/4x3x4x4")},
+		Profiles: [][]ShapeSpec{{spec("images:8x3x4x4/16x3x4x4/32x3x4x4")}, {spec("images:64x3x4x4"), spec("scale:1x1")}}}
+	rep, err := Build(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engineText(t, o.Output)
+	mustContain(t, "engine echo", e,
+		"profile images 4 min=1x3x4x4 opt=2x3x4x4 max=4x3x4x4\nprofile scale 2 min=1x1 opt=1x1 max=1x1\n"+
+			"profile#1 images 4 min=8x3x4x4 opt=16x3x4x4 max=32x3x4x4\nprofile#1 scale 2 min=1x1 opt=1x1 max=1x1\n"+
+			"profile#2 images 4 min=64x3x4x4 opt=64x3x4x4 max=64x3x4x4\nprofile#2 scale 2 min=1x1 opt=1x1 max=1x1\n")
+	// The calibration batches have profile 0's opt shape: 2x3x4x4 float32 = 384 bytes.
+	if m := batchLine.FindAllStringSubmatch(e, -1); len(m) == 0 || m[0][2] != "images" || m[0][3] != "384" {
+		t.Fatalf("calibration batches %v", m)
+	}
+	want := [][]string{
+		{"images:1x3x4x4/2x3x4x4/4x3x4x4", "scale:1x1/1x1/1x1"},
+		{"images:8x3x4x4/16x3x4x4/32x3x4x4", "scale:1x1/1x1/1x1"},
+		{"images:64x3x4x4/64x3x4x4/64x3x4x4", "scale:1x1/1x1/1x1"},
+	}
+	if fmt.Sprint(rep.Profiles) != fmt.Sprint(want) || formatDims(rep.Inputs[0].Max) != "4x3x4x4" {
+		t.Fatalf("report profiles %v, inputs %+v", rep.Profiles, rep.Inputs)
+	}
+
+	// A dynamic input missing from a further profile is named with that profile.
+	o.Profiles = [][]ShapeSpec{{spec("scale:1x1")}}
+	if _, err := Build(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--profile 1: input \"images\" has dynamic dimensions") {
+		t.Fatalf("incomplete profile: %v", err)
+	}
+	// A static network takes no profiles.
+	static := fakeModel(t, "input x 1 1x4")
+	if _, err := Build(context.Background(), Options{Model: static, Output: static + ".plan", Profiles: [][]ShapeSpec{{spec("x:1x4")}}}); err == nil ||
+		!strings.Contains(err.Error(), "every input is static") {
+		t.Fatalf("static network with --profile: %v", err)
+	}
+}
+
 func TestPlumbingStronglyTypedAndStaticNetwork(t *testing.T) {
 	model := fakeModel(t, "input x 10 1x16")
 	o := Options{Model: model, Output: model + ".plan", StronglyTyped: true}

@@ -166,6 +166,45 @@ func ResolveProfile(inputs []Input, specs []ShapeSpec) ([]ShapeSpec, error) {
 	return profile, nil
 }
 
+// ResolveProfiles resolves profile 0 from --shapes and the further ones from --profile, each
+// as ResolveProfile does. It returns nil when every input is static, and refuses further
+// profiles then.
+func ResolveProfiles(inputs []Input, first []ShapeSpec, more [][]ShapeSpec) ([][]ShapeSpec, error) {
+	p0, err := ResolveProfile(inputs, first)
+	if err != nil {
+		return nil, err
+	}
+	if p0 == nil {
+		if len(more) > 0 {
+			return nil, fmt.Errorf("--profile: every input is static, so the engine has one shape and no optimisation profiles")
+		}
+		return nil, nil
+	}
+	out := [][]ShapeSpec{p0}
+	for k, set := range more {
+		p, err := ResolveProfile(inputs, set)
+		if err != nil {
+			return nil, fmt.Errorf("--profile %d: %w", k+1, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ParseProfile reads one --profile: NAME:MIN/OPT/MAX specs separated by commas (so a name
+// with a comma can only be given in --shapes, profile 0).
+func ParseProfile(s string) ([]ShapeSpec, error) {
+	var out []ShapeSpec
+	for _, f := range strings.Split(s, ",") {
+		spec, err := ParseShapeSpec(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, spec)
+	}
+	return out, nil
+}
+
 // exampleSpec suggests a spec for a dynamic input: batch 1/8/32 on a dynamic first
 // dimension, other dynamic dimensions left to the user as D.
 func exampleSpec(in Input) string {

@@ -533,30 +533,40 @@ int otrt_build(otrt_network* net, otrt_build_options const* o, otrt_result** out
 #pragma GCC diagnostic pop
 #endif
 
-        nv::IOptimizationProfile* profile = nullptr; // owned by the builder
-        if (o->nb_profile > 0)
+        // One IOptimizationProfile per profile number (entries come grouped 0, 1, ...); the
+        // first is also the calibration profile. All are owned by the builder.
+        std::vector<nv::IOptimizationProfile*> profiles;
+        for (int32_t i = 0; i < o->nb_profile; ++i)
         {
-            profile = builder.createOptimizationProfile();
-            if (profile == nullptr)
-                throw std::runtime_error("createOptimizationProfile failed");
-            for (int32_t i = 0; i < o->nb_profile; ++i)
+            otrt_profile_input const& p = o->profile[i];
+            if (p.profile != static_cast<int32_t>(profiles.size()) - 1)
             {
-                otrt_profile_input const& p = o->profile[i];
-                if (!profile->setDimensions(p.name, nv::OptProfileSelector::kMIN, toDims(p.nb_dims, p.min))
-                    || !profile->setDimensions(p.name, nv::OptProfileSelector::kOPT, toDims(p.nb_dims, p.opt))
-                    || !profile->setDimensions(p.name, nv::OptProfileSelector::kMAX, toDims(p.nb_dims, p.max)))
+                if (p.profile != static_cast<int32_t>(profiles.size()))
                 {
-                    setMsg(msg, msg_cap, std::string("input ") + p.name + ": TensorRT refused the profile dimensions");
+                    setMsg(msg, msg_cap, "optimization profile entries out of order");
                     return OTRT_ERR_ARGS;
                 }
+                nv::IOptimizationProfile* next = builder.createOptimizationProfile();
+                if (next == nullptr)
+                    throw std::runtime_error("createOptimizationProfile failed");
+                profiles.push_back(next);
             }
-            if (config->addOptimizationProfile(profile) < 0)
+            nv::IOptimizationProfile* prof = profiles.back();
+            if (!prof->setDimensions(p.name, nv::OptProfileSelector::kMIN, toDims(p.nb_dims, p.min))
+                || !prof->setDimensions(p.name, nv::OptProfileSelector::kOPT, toDims(p.nb_dims, p.opt))
+                || !prof->setDimensions(p.name, nv::OptProfileSelector::kMAX, toDims(p.nb_dims, p.max)))
             {
-                setMsg(msg, msg_cap, "TensorRT refused the optimization profile (see the log)");
+                setMsg(msg, msg_cap, std::string("input ") + p.name + ": TensorRT refused the dimensions of optimization profile "
+                    + std::to_string(p.profile));
                 return OTRT_ERR_ARGS;
             }
         }
-
+        for (size_t k = 0; k < profiles.size(); ++k)
+            if (config->addOptimizationProfile(profiles[k]) < 0)
+            {
+                setMsg(msg, msg_cap, "TensorRT refused optimization profile " + std::to_string(k) + " (see the log)");
+                return OTRT_ERR_ARGS;
+            }
         // A timing cache is always attached so that it can be returned; a cache from another
         // device or TensorRT version is dropped with a warning rather than failing the build.
         std::unique_ptr<nv::ITimingCache> timing(config->createTimingCache(o->timing_cache, o->timing_cache_size));
@@ -593,7 +603,7 @@ int otrt_build(otrt_network* net, otrt_build_options const* o, otrt_result** out
                 for (int32_t k = 0; k < d.nbDims; ++k)
                     t.dims[k] = d.d[k];
                 for (int32_t p = 0; p < o->nb_profile; ++p)
-                    if (std::strcmp(o->profile[p].name, t.name) == 0)
+                    if (o->profile[p].profile == 0 && std::strcmp(o->profile[p].name, t.name) == 0)
                         for (int32_t k = 0; k < d.nbDims; ++k)
                             t.dims[k] = o->profile[p].opt[k];
                 int64_t size = elementSize(t.dtype);
@@ -610,7 +620,7 @@ int otrt_build(otrt_network* net, otrt_build_options const* o, otrt_result** out
             }
             calibrator.reset(new Calibrator(net->ctx, std::move(tensors)));
             config->setInt8Calibrator(calibrator.get());
-            if (profile != nullptr && !config->setCalibrationProfile(profile))
+            if (!profiles.empty() && !config->setCalibrationProfile(profiles[0]))
             {
                 setMsg(msg, msg_cap, "TensorRT refused the calibration profile");
                 return OTRT_ERR_ARGS;
@@ -797,6 +807,43 @@ int otrt_engine_set_inputs(otrt_engine* e, int32_t nb_inputs, otrt_tensor const*
             setMsg(msg, msg_cap, "the engine has " + std::to_string(want) + " inputs and "
                 + std::to_string(e->names.size() - static_cast<size_t>(want)) + " outputs");
             return OTRT_ERR_ARGS;
+        }
+        // The first profile whose [min, max] holds every input shape; profile 0 when none
+        // does, so that setInputShape below names the input out of range.
+        int32_t chosen = 0;
+        for (int32_t p = 0; p < e->engine->getNbOptimizationProfiles(); ++p)
+        {
+            bool fits = true;
+            for (int32_t k = 0; fits && k < nb_inputs; ++k)
+            {
+                otrt_tensor const& t = inputs[k];
+                nv::Dims lo = e->engine->getProfileShape(t.name, p, nv::OptProfileSelector::kMIN);
+                nv::Dims hi = e->engine->getProfileShape(t.name, p, nv::OptProfileSelector::kMAX);
+                if (lo.nbDims < 0) // not a profiled input: static, checked by setInputShape
+                    continue;
+                fits = lo.nbDims == t.nb_dims && hi.nbDims == t.nb_dims;
+                for (int32_t d = 0; fits && d < t.nb_dims; ++d)
+                    fits = lo.d[d] <= t.dims[d] && t.dims[d] <= hi.d[d];
+            }
+            if (fits)
+            {
+                chosen = p;
+                break;
+            }
+        }
+        if (chosen != e->context->getOptimizationProfile())
+        {
+            if (!e->context->setOptimizationProfileAsync(chosen, e->stream))
+            {
+                setMsg(msg, msg_cap, "TensorRT refused optimization profile " + std::to_string(chosen));
+                return OTRT_ERR_INTERNAL;
+            }
+            cudaError_t ce = cudaStreamSynchronize(e->stream);
+            if (ce != cudaSuccess)
+            {
+                setMsg(msg, msg_cap, std::string("CUDA: ") + cudaGetErrorString(ce));
+                return OTRT_ERR_INTERNAL;
+            }
         }
         for (int32_t k = 0; k < nb_inputs; ++k)
         {

@@ -74,10 +74,12 @@ typedef struct otrt_input {
     int32_t is_shape_tensor;     /* 1 if the input holds a shape (needs shape values, not dims) */
 } otrt_input;
 
-/* otrt_profile_input is one input's dimensions in the (single) optimisation profile. */
+/* otrt_profile_input is one input's dimensions in optimisation profile `profile`; the entries
+ * come grouped by profile, numbered 0, 1, ... (profile 0 is the calibration profile). */
 typedef struct otrt_profile_input {
     const char *name;
     int32_t nb_dims;
+    int32_t profile;
     int64_t min[OTRT_MAX_DIMS];
     int64_t opt[OTRT_MAX_DIMS];
     int64_t max[OTRT_MAX_DIMS];
@@ -165,8 +167,8 @@ int otrt_engine_load(const void *plan, uint64_t size, uintptr_t ctx, int32_t log
 int32_t otrt_engine_nb_io(const otrt_engine *e);
 int otrt_engine_io(const otrt_engine *e, int32_t index, otrt_io *out);
 
-/* otrt_engine_set_inputs sets each input's shape (inputs[i].dims) and copies its host bytes
- * to the GPU; it then describes the outputs in io order in outputs[0..nb_outputs) (name,
+/* otrt_engine_set_inputs selects the first optimisation profile whose range holds every
+ * input's shape (inputs[i].dims), sets the shapes and copies the host bytes to the GPU; it then describes the outputs in io order in outputs[0..nb_outputs) (name,
  * dtype, dims, size; host left as given). Outputs whose shape depends on input values are
  * refused with OTRT_ERR_UNSUPPORTED. */
 int otrt_engine_set_inputs(otrt_engine *e, int32_t nb_inputs, const otrt_tensor *inputs, int32_t nb_outputs,

@@ -32,6 +32,10 @@ func Trtexec(o Options, major int) (args, notes []string, err error) {
 		}
 		args = append(args, "--minShapes="+strings.Join(min, ","), "--optShapes="+strings.Join(opt, ","), "--maxShapes="+strings.Join(max, ","))
 	}
+	if len(o.Profiles) > 0 {
+		notes = append(notes, fmt.Sprintf("trtexec builds one optimisation profile: the command has --shapes (profile 0) only; "+
+			"the %d --profile set(s) need optimctl build-trt", len(o.Profiles)))
+	}
 	if o.Workspace > 0 {
 		args = append(args, "--memPoolSize=workspace:"+trtexecSize(o.Workspace))
 	}

@@ -100,3 +100,32 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+// trtexec builds one profile: further --profile sets leave the command as for --shapes and
+// add a note.
+func TestTrtexecSeveralProfilesIsANote(t *testing.T) {
+	o := Options{Model: "m.onnx", Output: "m.plan", Shapes: []ShapeSpec{spec("x:1x4/2x4/4x4")},
+		Profiles: [][]ShapeSpec{{spec("x:8x4/16x4/32x4")}}}
+	args, notes, err := Trtexec(o, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "trtexec --onnx=m.onnx --saveEngine=m.plan --skipInference --minShapes=x:1x4 --optShapes=x:2x4 --maxShapes=x:4x4"
+	if ShellJoin(args) != want || len(notes) != 1 || !strings.Contains(notes[0], "the 1 --profile set(s) need optimctl build-trt") {
+		t.Fatalf("%s\n%v", ShellJoin(args), notes)
+	}
+}
+
+func TestParseProfile(t *testing.T) {
+	p, err := ParseProfile("images:8x3x4x4/16x3x4x4/32x3x4x4, mask:8x1/16x1/32x1")
+	if err != nil || len(p) != 2 || p[1].String() != "mask:8x1/16x1/32x1" || p[0].Name != "images" {
+		t.Fatalf("%v, %v", p, err)
+	}
+	if _, err := ParseProfile("images:8x3/4x3/32x3"); err == nil {
+		t.Fatal("min > opt accepted")
+	}
+	o := Options{Model: "m.onnx", Output: "m.plan", Profiles: [][]ShapeSpec{{spec("x:1x4"), spec("x:2x4")}}}
+	if err := o.Validate(); err == nil || err.Error() != `--profile 1: input "x" given twice` {
+		t.Fatalf("duplicate input in a profile: %v", err)
+	}
+}

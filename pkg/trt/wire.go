@@ -32,6 +32,7 @@ var flagNames = []struct {
 type wireProfile struct {
 	name          string
 	nbDims        int32
+	index         int32 // optimisation profile number; entries come grouped 0, 1, ...
 	min, opt, max [maxDims]int64
 }
 
@@ -44,8 +45,8 @@ type wireOptions struct {
 	timingCache []byte
 }
 
-// marshalOptions flattens the options and the resolved profile for the shim.
-func marshalOptions(o *Options, profile []ShapeSpec, timingCache []byte) (wireOptions, error) {
+// marshalOptions flattens the options and the resolved profiles for the shim.
+func marshalOptions(o *Options, profiles [][]ShapeSpec, timingCache []byte) (wireOptions, error) {
 	w := wireOptions{workspace: uint64(o.Workspace), timingCache: timingCache}
 	for _, f := range []struct {
 		on  bool
@@ -59,18 +60,20 @@ func marshalOptions(o *Options, profile []ShapeSpec, timingCache []byte) (wireOp
 			w.flags |= f.bit
 		}
 	}
-	for _, s := range profile {
-		if err := s.Validate(); err != nil {
-			return wireOptions{}, err
+	for k, profile := range profiles {
+		for _, s := range profile {
+			if err := s.Validate(); err != nil {
+				return wireOptions{}, err
+			}
+			if strings.IndexByte(s.Name, 0) >= 0 {
+				return wireOptions{}, fmt.Errorf("input %q: a NUL byte cannot cross into C", s.Name)
+			}
+			p := wireProfile{name: s.Name, nbDims: int32(len(s.Min)), index: int32(k)}
+			copy(p.min[:], s.Min)
+			copy(p.opt[:], s.Opt)
+			copy(p.max[:], s.Max)
+			w.profile = append(w.profile, p)
 		}
-		if strings.IndexByte(s.Name, 0) >= 0 {
-			return wireOptions{}, fmt.Errorf("input %q: a NUL byte cannot cross into C", s.Name)
-		}
-		p := wireProfile{name: s.Name, nbDims: int32(len(s.Min))}
-		copy(p.min[:], s.Min)
-		copy(p.opt[:], s.Opt)
-		copy(p.max[:], s.Max)
-		w.profile = append(w.profile, p)
 	}
 	return w, nil
 }

@@ -1,6 +1,7 @@
 package trt
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ func TestMarshalOptionsProfileAndCaches(t *testing.T) {
 	o := Options{Workspace: 3<<30 + 5}
 	profile := []ShapeSpec{spec("images:1x3x224x224/8x3x224x224/32x3x224x224"), spec("n:7/7/7")}
 	cache := []byte("timing")
-	w, err := marshalOptions(&o, profile, cache)
+	w, err := marshalOptions(&o, [][]ShapeSpec{profile}, cache)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +60,29 @@ func TestMarshalOptionsProfileAndCaches(t *testing.T) {
 	if w.profile[1].nbDims != 1 || w.profile[1].opt[0] != 7 || w.profile[1].opt[1] != 0 {
 		t.Fatalf("second profile %+v", w.profile[1])
 	}
-	if _, err := marshalOptions(&o, []ShapeSpec{{Name: "a\x00b", Min: []int64{1}, Opt: []int64{1}, Max: []int64{1}}}, nil); err == nil || !strings.Contains(err.Error(), "NUL") {
+	if _, err := marshalOptions(&o, [][]ShapeSpec{{{Name: "a\x00b", Min: []int64{1}, Opt: []int64{1}, Max: []int64{1}}}}, nil); err == nil || !strings.Contains(err.Error(), "NUL") {
 		t.Fatalf("NUL in a name: %v", err)
 	}
 	nine := make([]int64, 9)
-	if _, err := marshalOptions(&o, []ShapeSpec{{Name: "x", Min: nine, Opt: nine, Max: nine}}, nil); err == nil {
+	if _, err := marshalOptions(&o, [][]ShapeSpec{{{Name: "x", Min: nine, Opt: nine, Max: nine}}}, nil); err == nil {
 		t.Fatal("9 dimensions accepted: they do not fit otrt_profile_input")
+	}
+}
+
+// Several profiles go out grouped and numbered in order, each with all its inputs.
+func TestMarshalOptionsSeveralProfiles(t *testing.T) {
+	p0 := []ShapeSpec{spec("images:1x3x8x8/4x3x8x8/8x3x8x8"), spec("n:7")}
+	p1 := []ShapeSpec{spec("images:16x3x8x8/32x3x8x8/64x3x8x8"), spec("n:7")}
+	w, err := marshalOptions(&Options{}, [][]ShapeSpec{p0, p1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range w.profile {
+		got = append(got, fmt.Sprintf("%d %s %d..%d", p.index, p.name, p.min[0], p.max[0]))
+	}
+	want := []string{"0 images 1..8", "0 n 7..7", "1 images 16..64", "1 n 7..7"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("wire profiles %q, want %q", got, want)
 	}
 }
