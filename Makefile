@@ -78,6 +78,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -tags trtfake ./pkg/trt
+	$(GO) test -count=1 -tags trtfake -run Plumbing ./pkg/validate ./pkg/bench ./cmd/optimctl
 
 test-short:
 	$(GO) test -short ./...
@@ -187,12 +188,15 @@ $(CACHE)/cuda/include/cuda_runtime_api.h:
 	test -f $@
 
 # Plumbing tests: the Go side of the shim against fake_shim.c (no GPU, no TensorRT), under the
-# race detector, AddressSanitizer and cgocheck2 (every pointer stored in C-bound memory checked).
+# race detector, AddressSanitizer and cgocheck2 (every pointer stored in C-bound memory checked);
+# then bench/validate/CLI running a fake .plan (with ONNX Runtime for the reference), under -race.
 test-trtfake:
 	$(GO) vet -tags trtfake ./pkg/trt
 	$(GO) test -count=1 -race -tags trtfake ./pkg/trt
 	$(GO) test -count=1 -asan -tags trtfake ./pkg/trt
 	GOEXPERIMENT=cgocheck2 $(GO) test -count=1 -tags trtfake ./pkg/trt
+	$(GO) vet -tags trtfake ./pkg/validate ./pkg/bench ./cmd/optimctl
+	$(GO) test -count=1 -race -tags trtfake -run Plumbing ./pkg/validate ./pkg/bench ./cmd/optimctl
 # ---- end TensorRT ------------------------------------------------------------------------------
 
 # ---- int4 (pkg/int4): all-MiniLM-L6-v2, its ONNX graph and tokenized text ---------------------
