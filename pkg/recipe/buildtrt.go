@@ -27,12 +27,15 @@ type buildTRTStep struct {
 	CalibLimit int    `yaml:"calib_limit" json:"calib_limit,omitempty"`
 	CalibCache string `yaml:"calib_cache" json:"calib_cache,omitempty"`
 	// Shapes maps a dynamic input to its MIN/OPT/MAX profile, e.g. images: 1x3x224x224/8x3x224x224/32x3x224x224.
-	Shapes            map[string]string `yaml:"shapes" json:"shapes,omitempty"`
-	Workspace         string            `yaml:"workspace" json:"workspace,omitempty"` // 4GiB, 512MiB; a bare number is MiB
-	TimingCache       string            `yaml:"timing_cache" json:"timing_cache,omitempty"`
-	SparseWeights     bool              `yaml:"sparse_weights" json:"sparse_weights,omitempty"`
-	Refit             bool              `yaml:"refit" json:"refit,omitempty"`
-	VersionCompatible bool              `yaml:"version_compatible" json:"version_compatible,omitempty"`
+	Shapes map[string]string `yaml:"shapes" json:"shapes,omitempty"`
+	// Profiles are further optimisation profiles (shapes is profile 0), each mapping every
+	// dynamic input to MIN/OPT/MAX.
+	Profiles          []map[string]string `yaml:"profiles" json:"profiles,omitempty"`
+	Workspace         string              `yaml:"workspace" json:"workspace,omitempty"` // 4GiB, 512MiB; a bare number is MiB
+	TimingCache       string              `yaml:"timing_cache" json:"timing_cache,omitempty"`
+	SparseWeights     bool                `yaml:"sparse_weights" json:"sparse_weights,omitempty"`
+	Refit             bool                `yaml:"refit" json:"refit,omitempty"`
+	VersionCompatible bool                `yaml:"version_compatible" json:"version_compatible,omitempty"`
 	// PrintTrtexec reports the trtexec command line instead of building (no TensorRT needed).
 	PrintTrtexec bool `yaml:"print_trtexec" json:"print_trtexec,omitempty"`
 	// TRTMajor is the TensorRT major the trtexec command is for (0: the linked library's, else 10).
@@ -57,17 +60,16 @@ func (b *buildTRTStep) options(model, output string) (trt.Options, error) {
 	o := trt.Options{Model: model, Output: output, FP16: b.FP16, INT8: b.INT8, FP8: b.FP8, StronglyTyped: b.StronglyTyped,
 		Calib: b.Calib, Preprocess: b.Preprocess, CalibLimit: b.CalibLimit, CalibCache: b.CalibCache,
 		TimingCache: b.TimingCache, SparseWeights: b.SparseWeights, Refit: b.Refit, VersionCompatible: b.VersionCompatible}
-	names := make([]string, 0, len(b.Shapes))
-	for n := range b.Shapes {
-		names = append(names, n)
+	var err error
+	if o.Shapes, err = shapeSpecs(b.Shapes, "shapes"); err != nil {
+		return o, err
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		s, err := trt.ParseShapeSpec(n + ":" + b.Shapes[n])
+	for i, p := range b.Profiles {
+		specs, err := shapeSpecs(p, fmt.Sprintf("profiles[%d]", i))
 		if err != nil {
-			return o, fmt.Errorf("shapes.%s: %w", n, err)
+			return o, err
 		}
-		o.Shapes = append(o.Shapes, s)
+		o.Profiles = append(o.Profiles, specs)
 	}
 	if b.Workspace != "" {
 		n, err := trt.ParseSize(b.Workspace)
@@ -80,6 +82,24 @@ func (b *buildTRTStep) options(model, output string) (trt.Options, error) {
 		return o, fmt.Errorf("trt_major %d: want 10 or 11", b.TRTMajor)
 	}
 	return o, o.Validate()
+}
+
+// shapeSpecs reads {input: MIN/OPT/MAX} in input-name order.
+func shapeSpecs(m map[string]string, what string) ([]trt.ShapeSpec, error) {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []trt.ShapeSpec
+	for _, n := range names {
+		s, err := trt.ParseShapeSpec(n + ":" + m[n])
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", what, n, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // trtexec is the trtexec equivalent of the step for the major asked for, the linked

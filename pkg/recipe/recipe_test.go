@@ -40,6 +40,7 @@ func TestParseErrors(t *testing.T) {
 		{"build-trt unknown key", "model: m.onnx\nsteps:\n  - build-trt:\n      fp16: true\n      int4: true\n", `r.yaml:5: unknown key "int4" in step options`},
 		{"build-trt calib needs int8", "model: m.onnx\nsteps:\n  - name: e\n    build-trt:\n      calib_cache: c.cache\n", `r.yaml:5: step "e" (build-trt): --calib and --calib-cache give INT8 scales: add --int8`},
 		{"build-trt shape", "model: m.onnx\nsteps:\n  - build-trt: {shapes: {x: 1x3/1x3}}\n", `r.yaml:3: step "build-trt" (build-trt): shapes.x:`},
+		{"build-trt profile", "model: m.onnx\nsteps:\n  - build-trt:\n      shapes: {x: 1x3x8x8}\n      profiles: [{x: 1x3x8x8/2x3x8x8}]\n", `r.yaml:4: step "build-trt" (build-trt): profiles[0].x:`},
 		{"build-trt workspace", "model: m.onnx\nsteps:\n  - build-trt: {workspace: 4GB}\n", `r.yaml:3: step "build-trt" (build-trt): workspace:`},
 		{"build-trt bool", "model: m.onnx\nsteps:\n  - build-trt:\n      fp16: maybe\n", `r.yaml: step options: line 4: cannot unmarshal`},
 	}
