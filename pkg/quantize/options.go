@@ -62,7 +62,8 @@ type Options struct {
 	// the report says so.
 	PerChannel bool `yaml:"per_channel"`
 	// ActivationType and WeightType are tensor.Uint8 or tensor.Int8 ("" defaults: uint8
-	// activations, int8 weights; TensorRT: int8 for both).
+	// activations, int8 weights; TensorRT: int8 for both), or tensor.Float8E4M3FN with
+	// target tensorrt (either one sets both: FP8 Q/DQ, opset 19; see fp8.go).
 	ActivationType tensor.DType `yaml:"activation_type"`
 	WeightType     tensor.DType `yaml:"weight_type"`
 	// Symmetric quantizes activations symmetrically (zero point 0 for int8, 128 for
@@ -143,6 +144,10 @@ func (o Options) normalized() (Options, error) {
 	default:
 		return o, fmt.Errorf("unknown target %q (want ort or tensorrt)", o.Target)
 	}
+	fp8, err := o.checkFP8()
+	if err != nil {
+		return o, err
+	}
 	if o.Target == TargetTensorRT {
 		if o.Format == QOperator {
 			return o, fmt.Errorf("target tensorrt takes Q/DQ only (format qdq)")
@@ -151,6 +156,9 @@ func (o Options) normalized() (Options, error) {
 			return o, fmt.Errorf("target tensorrt needs signed int8 activations and weights")
 		}
 		o.ActivationType, o.WeightType, o.Symmetric, o.PerChannel = tensor.Int8, tensor.Int8, true, true
+		if fp8 {
+			o.ActivationType, o.WeightType = tensor.Float8E4M3FN, tensor.Float8E4M3FN
+		}
 	}
 	if o.ActivationType == tensor.Undefined {
 		o.ActivationType = tensor.Uint8
@@ -159,7 +167,7 @@ func (o Options) normalized() (Options, error) {
 		o.WeightType = tensor.Int8
 	}
 	for _, t := range []tensor.DType{o.ActivationType, o.WeightType} {
-		if t != tensor.Int8 && t != tensor.Uint8 {
+		if t != tensor.Int8 && t != tensor.Uint8 && !(fp8 && isFP8(t)) {
 			return o, fmt.Errorf("quantized type %s: want int8 or uint8", t)
 		}
 	}
@@ -193,15 +201,18 @@ func (o Options) normalized() (Options, error) {
 	return o, nil
 }
 
-// ParseType accepts int8 and uint8 (also ORT's QInt8/QUInt8 spelling).
+// ParseType accepts int8, uint8 and float8e4m3fn (also ORT's QInt8/QUInt8/QFLOAT8E4M3FN
+// spelling, and fp8).
 func ParseType(s string) (tensor.DType, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "int8", "qint8", "s8":
 		return tensor.Int8, nil
 	case "uint8", "quint8", "u8":
 		return tensor.Uint8, nil
+	case "float8e4m3fn", "qfloat8e4m3fn", "fp8", "e4m3":
+		return tensor.Float8E4M3FN, nil
 	case "":
 		return tensor.Undefined, nil
 	}
-	return tensor.Undefined, fmt.Errorf("unknown quantized type %q (want int8 or uint8)", s)
+	return tensor.Undefined, fmt.Errorf("unknown quantized type %q (want int8, uint8 or float8e4m3fn)", s)
 }

@@ -60,6 +60,9 @@ func (b *builder) actParam(name string) (qparam, error) {
 	if !ok {
 		return qparam{}, fmt.Errorf("tensor %q has no calibrated range", name)
 	}
+	if isFP8(b.o.ActivationType) {
+		return b.fp8ActParam(name, r)
+	}
 	qmin, qmax := quant.QType(b.o.ActivationType).Range(false, b.o.Symmetric)
 	s, z := quant.ComputeScaleZP(r.Min, r.Max, qmin, qmax, b.o.Symmetric, 0)
 	q := qparam{scale: s, zp: z}

@@ -207,6 +207,9 @@ func (j *job) prepare() error {
 // upgrade raises the opset to 13 for per-channel Q/DQ (and to at least 10 for any
 // Q/DQ); when an operator blocks it, weights fall back to per-tensor with a note.
 func (j *job) upgrade(e *editor) error {
+	if isFP8(j.o.ActivationType) {
+		return j.upgradeFP8(e)
+	}
 	cur := j.m.Opset("")
 	if cur >= opsetPerChannel {
 		return nil

@@ -30,6 +30,9 @@ func (b *builder) quantizeWeight(name string, axis int, perChannel bool) (*weigh
 	if w, ok := b.weights[key]; ok {
 		return w, nil
 	}
+	if isFP8(b.o.WeightType) {
+		return b.quantizeWeightFP8(key, name, axis, perChannel)
+	}
 	vals, dims, err := b.e.floats(name)
 	if err != nil {
 		return nil, err
