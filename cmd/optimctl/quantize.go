@@ -48,6 +48,7 @@ func newQuantizeCmd(g *globals) *cobra.Command {
 
   --mode dynamic   INT8 weights for MatMul/Gemm/Conv, activations quantized at run time
   --mode static    INT8 weights and activations; ranges calibrated on --calib data
+                   (--target tensorrt --activation-type float8e4m3fn: FP8 E4M3 Q/DQ instead)
   --mode fp16      float16 weights and compute, float32 inputs/outputs kept
   --mode int4      weight-only INT4 (--algo rtn|gptq|awq, --group-size N) to ONNX MatMulNBits,
                    or --format gptq|awq to a safetensors checkpoint
@@ -97,8 +98,8 @@ float until the gate holds, and exits 3 (with the output written) if it never do
 	f.StringVar(&fl.format, "format", "qdq", "static: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv, QLinearMatMul, ...)")
 	f.StringVar(&fl.target, "target", "ort", "static: ort or tensorrt (symmetric int8, per-channel weights, Q/DQ on layer inputs and residual adds)")
 	f.BoolVar(&fl.perChannel, "per-channel", false, "one weight scale per output channel (upgrades old opsets to 13 when possible)")
-	f.StringVar(&fl.actType, "activation-type", "", "int8 or uint8 (default uint8; tensorrt: int8)")
-	f.StringVar(&fl.weightType, "weight-type", "", "int8 or uint8 (default int8)")
+	f.StringVar(&fl.actType, "activation-type", "", "int8 or uint8 (default uint8; tensorrt: int8), or float8e4m3fn with --target tensorrt (FP8 Q/DQ, opset 19)")
+	f.StringVar(&fl.weightType, "weight-type", "", "int8 or uint8 (default int8), or float8e4m3fn with --target tensorrt")
 	f.BoolVar(&fl.symmetric, "symmetric", false, "symmetric activation ranges (zero point 0 for int8)")
 	f.BoolVar(&fl.reduceRange, "reduce-range", false, "7-bit weights, for CPUs without VNNI")
 	f.StringSliceVar(&fl.exclude, "exclude", nil, "node names, output names or op types to keep in float (comma-separated)")
