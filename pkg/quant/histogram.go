@@ -46,7 +46,7 @@ type Histogram struct {
 	edges        []float64
 	edgesT       float64
 	w, inv, base float64
-	tally        []uint32
+	tally4       []uint32
 }
 
 // NewHistogram returns an empty histogram with the given number of bins (0 means
@@ -120,19 +120,24 @@ func (h *Histogram) Edges() []float64 {
 // Two tight passes: the batch's finite extremes (and whether anything is not finite), then
 // one bin per value from a multiply by the inverse bin width, corrected by one step
 // against a table of the edges — the bins Edge gives, exactly, at a few nanoseconds per
-// value. A batch with NaN or ±Inf takes a per-value checked path.
+// value. Once the range is set, a large batch is read in blocks of addBlock values, each
+// binned right after its extremes are found, while it is still in the CPU cache: the
+// data comes from memory once. The first block that is not finite or reaches beyond the
+// range sends the rest of the batch through the two passes, which widen the range; the
+// blocks already counted are then merged by the widening, as earlier batches are.
 func (h *Histogram) Add(batch []float32) {
+	if h.t != 0 && len(batch) >= 4*len(h.counts) {
+		batch = batch[h.addInRange(batch):]
+		if len(batch) == 0 {
+			return
+		}
+	}
 	lo, hi, n := finiteExtremes(batch)
 	h.skipped += uint64(len(batch) - n)
 	if n == 0 {
 		return
 	}
-	if !h.seen {
-		h.lo, h.hi, h.seen = lo, hi, true
-	} else {
-		h.lo, h.hi = min(h.lo, lo), max(h.hi, hi)
-	}
-	h.total += uint64(n)
+	h.observe(lo, hi, n)
 	amax := max(-float64(lo), float64(hi))
 	if amax == 0 {
 		if h.t == 0 {
@@ -149,6 +154,44 @@ func (h *Histogram) Add(batch []float32) {
 		h.widen(amax)
 	}
 	h.fill(batch, n < len(batch))
+}
+
+// addBlock is the piece of a batch addInRange reads at a time (32 KiB).
+const addBlock = 8192
+
+// addInRange counts the leading blocks of batch whose values are finite and inside the
+// current range and returns how many values it took. Zeros are binned like any value, so
+// it only runs when 0 is exactly an edge (always, for the power-of-two bin counts).
+func (h *Histogram) addInRange(batch []float32) int {
+	h.ensureEdges()
+	b := len(h.counts)
+	if !h.abs && h.edges[b/2] != 0 {
+		return 0
+	}
+	t := h.tallies()
+	done := 0
+	for done < len(batch) && done < 1<<30 { // a tally cannot overflow
+		block := batch[done:min(done+addBlock, len(batch))]
+		lo, hi, n := finiteExtremes(block)
+		if n < len(block) || max(-float64(lo), float64(hi)) > h.t {
+			break
+		}
+		h.observe(lo, hi, n)
+		h.tally(t, block)
+		done += len(block)
+	}
+	h.flush(t)
+	return done
+}
+
+// observe records n finite values with extremes lo and hi.
+func (h *Histogram) observe(lo, hi float32, n int) {
+	if !h.seen {
+		h.lo, h.hi, h.seen = lo, hi, true
+	} else {
+		h.lo, h.hi = min(h.lo, lo), max(h.hi, hi)
+	}
+	h.total += uint64(n)
 }
 
 // finiteExtremes returns the smallest and largest finite values of x and how many there
@@ -182,9 +225,7 @@ func finiteExtremes(x []float32) (lo, hi float32, n int) {
 }
 
 // fill adds every finite value of batch to its bin; the range already covers them.
-// Consecutive values go to four separate 32-bit tallies, so runs of equal values (the
-// zeros of a ReLU output) do not wait on each other's increments; batches shorter than
-// the tallies' flush go straight to the counts.
+// Batches shorter than the tallies' flush (see tally) go straight to the counts.
 func (h *Histogram) fill(batch []float32, checkFinite bool) {
 	h.ensureEdges()
 	b := len(h.counts)
@@ -202,41 +243,62 @@ func (h *Histogram) fill(batch []float32, checkFinite bool) {
 		}
 		return
 	}
-	if cap(h.tally) < 4*b {
-		h.tally = make([]uint32, 4*b)
-	}
-	t := h.tally[:4*b]
-	t0, t1, t2, t3 := t[:b], t[b:2*b], t[2*b:3*b], t[3*b:]
+	t := h.tallies()
 	for len(batch) > 0 {
 		n := min(len(batch), 1<<30) // a tally cannot overflow
-		chunk := batch[:n]
+		h.tally(t, batch[:n])
+		h.flush(t)
 		batch = batch[n:]
-		i := 0
-		if h.abs {
-			for ; i+4 <= len(chunk); i += 4 {
-				t0[binOf(e, base, inv, math.Abs(float64(chunk[i])))]++
-				t1[binOf(e, base, inv, math.Abs(float64(chunk[i+1])))]++
-				t2[binOf(e, base, inv, math.Abs(float64(chunk[i+2])))]++
-				t3[binOf(e, base, inv, math.Abs(float64(chunk[i+3])))]++
-			}
-			for _, v := range chunk[i:] {
-				t0[binOf(e, base, inv, math.Abs(float64(v)))]++
-			}
-		} else {
-			for ; i+4 <= len(chunk); i += 4 {
-				t0[binOf(e, base, inv, float64(chunk[i]))]++
-				t1[binOf(e, base, inv, float64(chunk[i+1]))]++
-				t2[binOf(e, base, inv, float64(chunk[i+2]))]++
-				t3[binOf(e, base, inv, float64(chunk[i+3]))]++
-			}
-			for _, v := range chunk[i:] {
-				t0[binOf(e, base, inv, float64(v))]++
-			}
+	}
+}
+
+// tallies returns the four 32-bit tallies (zero) that tally counts into.
+func (h *Histogram) tallies() [4][]uint32 {
+	b := len(h.counts)
+	if cap(h.tally4) < 4*b {
+		h.tally4 = make([]uint32, 4*b)
+	}
+	t := h.tally4[:4*b]
+	return [4][]uint32{t[:b], t[b : 2*b], t[2*b : 3*b], t[3*b:]}
+}
+
+// tally bins finite values inside the range. Consecutive values go to four separate
+// tallies, so runs of equal values (the zeros of a ReLU output) do not wait on each
+// other's increments.
+func (h *Histogram) tally(t [4][]uint32, x []float32) {
+	e, base, inv := h.edges, h.base, h.inv
+	t0, t1, t2, t3 := t[0], t[1], t[2], t[3]
+	i := 0
+	if h.abs {
+		for ; i+4 <= len(x); i += 4 {
+			t0[binOf(e, base, inv, math.Abs(float64(x[i])))]++
+			t1[binOf(e, base, inv, math.Abs(float64(x[i+1])))]++
+			t2[binOf(e, base, inv, math.Abs(float64(x[i+2])))]++
+			t3[binOf(e, base, inv, math.Abs(float64(x[i+3])))]++
 		}
-		for j := range h.counts {
-			h.counts[j] += uint64(t0[j]) + uint64(t1[j]) + uint64(t2[j]) + uint64(t3[j])
+		for _, v := range x[i:] {
+			t0[binOf(e, base, inv, math.Abs(float64(v)))]++
 		}
-		clear(t)
+		return
+	}
+	for ; i+4 <= len(x); i += 4 {
+		t0[binOf(e, base, inv, float64(x[i]))]++
+		t1[binOf(e, base, inv, float64(x[i+1]))]++
+		t2[binOf(e, base, inv, float64(x[i+2]))]++
+		t3[binOf(e, base, inv, float64(x[i+3]))]++
+	}
+	for _, v := range x[i:] {
+		t0[binOf(e, base, inv, float64(v))]++
+	}
+}
+
+// flush moves the tallies into the counts and zeroes them.
+func (h *Histogram) flush(t [4][]uint32) {
+	for j := range h.counts {
+		h.counts[j] += uint64(t[0][j]) + uint64(t[1][j]) + uint64(t[2][j]) + uint64(t[3][j])
+	}
+	for _, tk := range t {
+		clear(tk)
 	}
 }
 

@@ -83,6 +83,11 @@ type Options struct {
 	// well, e.g. for per-layer comparison. They are appended to graph.output, which can
 	// stop ONNX Runtime fusing across them at the extended and all levels.
 	ExtraOutputs []string `yaml:"-"`
+	// NoSpinning stops ONNX Runtime's intra-op threads from busy-waiting for more work
+	// after each parallel section (session config session.intra_op.allow_spinning=0).
+	// Callers that do work of their own between runs, such as calibration, get those
+	// cycles back; a latency benchmark wants the default.
+	NoSpinning bool `yaml:"-"`
 	// DeterministicCompute asks kernels with a faster non-deterministic variant (mostly
 	// CUDA reductions and convolutions) for the deterministic one.
 	DeterministicCompute bool `yaml:"deterministic"`
@@ -123,6 +128,11 @@ func (o Options) sessionOptions(externalDir string) (*ort.SessionOptions, error)
 	if externalDir != "" {
 		if err := so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", externalDir); err != nil {
 			return nil, fmt.Errorf("setting external data folder: %w", err)
+		}
+	}
+	if o.NoSpinning {
+		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, fmt.Errorf("disabling thread spinning: %w", err)
 		}
 	}
 	if o.DeterministicCompute {
