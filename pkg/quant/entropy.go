@@ -119,7 +119,8 @@ func pickVerified(fast []float64, last bool, exact func(int) float64) int {
 const smoothEps = 1e-4
 
 // taylorTerms bounds the series of signedSearch.sumFLog: with ε ≤ 0.21 the term of order
-// k is below 0.21ᵏ/(k(k−1)) per count, under 1e-19 at k = 24.
+// k is below 0.21ᵏ/(k(k−1)) per count, under 1e-19 at k = 24. A histogram gets only the
+// orders its largest ε needs (a dense one: 3 or 4).
 const taylorTerms = 24
 
 // signedSearch evaluates ORT's smoothed KL divergence of a signed histogram's windows in
@@ -140,32 +141,44 @@ type signedSearch struct {
 func newSignedSearch(hist []uint64, nq int) *signedSearch {
 	nb := len(hist)
 	s := &signedSearch{hist: hist, nq: nq, c: make([]uint64, nb+1), nz: make([]int, nb+1),
-		f: make([]float64, nb+1), l: make([]float64, nb+1), inv: make([][]float64, taylorTerms),
-		v: make([]float64, nq), pw: make([]float64, nq)}
+		f: make([]float64, nb+1), l: make([]float64, nb+1), v: make([]float64, nq), pw: make([]float64, nq)}
+	for j, c := range hist {
+		s.c[j+1] = s.c[j] + c
+		s.nz[j+1], s.f[j+1], s.l[j+1] = s.nz[j], s.f[j], s.l[j]
+		if c != 0 {
+			lx := math.Log(float64(c))
+			s.nz[j+1]++
+			s.f[j+1] += float64(c) * lx
+			s.l[j+1] += lx
+		}
+	}
+	s.n = s.c[nb]
+	// The largest ε of any window (the same count as fastKL's, end bins taken as nonzero:
+	// at most one more zero each) sets how many orders the series needs.
+	emax := 0.0
+	for i := nq / 2; i <= nb/2; i++ {
+		start, end := nb/2-i, min(nb/2+i+1, nb)
+		nzP := max(s.nz[end-1]-s.nz[start+1], 1)
+		emax = max(emax, smoothEps*float64(end-start-nzP)/float64(nzP))
+	}
+	orders := 1 // sumFLog evaluates terms up to k = orders+1; the first left out is below 1e-19
+	for ek := emax * emax * emax; orders < taylorTerms && ek/float64((orders+2)*(orders+1)) >= 1e-19; ek *= emax {
+		orders++
+	}
+	s.inv = make([][]float64, orders)
 	for k := range s.inv {
 		s.inv[k] = make([]float64, nb+1)
 	}
 	for j, c := range hist {
-		s.c[j+1] = s.c[j] + c
-		s.nz[j+1], s.f[j+1], s.l[j+1] = s.nz[j], s.f[j], s.l[j]
+		r, p := 1/float64(c), 1.0
 		for k := range s.inv {
 			s.inv[k][j+1] = s.inv[k][j]
-		}
-		if c == 0 {
-			continue
-		}
-		x := float64(c)
-		lx := math.Log(x)
-		s.nz[j+1]++
-		s.f[j+1] += x * lx
-		s.l[j+1] += lx
-		r, p := 1/x, 1.0
-		for k := range s.inv {
-			p *= r
-			s.inv[k][j+1] += p // c^-(k+1)
+			if c != 0 {
+				p *= r
+				s.inv[k][j+1] += p // c^-(k+1)
+			}
 		}
 	}
-	s.n = s.c[nb]
 	return s
 }
 
@@ -186,7 +199,7 @@ func (s *signedSearch) sumFLog(a, b int, e float64) float64 {
 	nz := float64(s.nz[b] - s.nz[a])
 	sum := (s.f[b] - s.f[a]) - e*((s.l[b]-s.l[a])+nz)
 	ek := e
-	for k := 2; k <= taylorTerms+1 && ek != 0; k++ {
+	for k := 2; k <= len(s.inv)+1 && ek != 0; k++ {
 		ek *= e
 		term := ek / float64(k*(k-1))
 		if term*nz < 1e-19*float64(s.n) {
