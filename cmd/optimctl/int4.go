@@ -95,5 +95,23 @@ func (fl *int4Flags) toOptions(cmd *cobra.Command, g *globals, model string) (in
 			return o, err
 		}
 	}
+	if g.stderrIsTerminal() {
+		o.Progress = int4Progress(g)
+	}
 	return o, nil
+}
+
+// int4Progress draws a bar per stage of an int4 run: each capture pass over the calibration
+// data, then the layers.
+func int4Progress(g *globals) func(stage string, done, total int) {
+	var cur string
+	last := 0
+	var bar func(done, total int)
+	return func(stage string, done, total int) {
+		if bar == nil || stage != cur || done < last {
+			cur, bar = stage, newProgress(g, stage, total)
+		}
+		last = done
+		bar(done, total)
+	}
 }

@@ -160,6 +160,9 @@ func (fl *quantizeFlags) runInt4(cmd *cobra.Command, g *globals, model string) e
 			return err
 		}
 	}
+	if g.stderrIsTerminal() {
+		o.Progress = int4Progress(g)
+	}
 	rep, err := int4.Run(cmd.Context(), o)
 	if err != nil {
 		return err

@@ -248,6 +248,9 @@ func capturePass(ctx context.Context, modelPath string, pass []captureSpec, isIn
 			}
 		}
 		samples++
+		if o.Progress != nil {
+			o.Progress("capturing", samples, src.Len())
+		}
 	}
 	if samples == 0 {
 		return 0, fmt.Errorf("calibration data %s holds no samples", o.Calib)

@@ -449,8 +449,9 @@ func writeCheckpoint(ck *safetensors.Checkpoint, inDir string, cfg map[string]an
 		quantized[l.weight()] = true
 	}
 	if zeroZeros > 0 {
-		r.Warnings = append(r.Warnings, fmt.Sprintf("%d zero points are 0, which checkpoint_format gptq stores as %d (z−1 wraps); "+
-			"loaders that mask (z+1) recover 0, others read %d: prefer --symmetric or checkpoint_format gptq_v2", zeroZeros, 1<<o.Bits-1, 1<<o.Bits))
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%d zero points are 0, which checkpoint_format gptq stores as %d (z−1 wraps): "+
+			"AutoGPTQ's torch kernel masks (z+1) and recovers 0, but GPTQModel adds 0x%X to whole words and carries into the next "+
+			"zero point; use symmetric quantization or checkpoint_format gptq_v2", zeroZeros, 1<<o.Bits-1, onesPattern(o.Bits)))
 	}
 	var total int64
 	for _, t := range tensors {
@@ -514,6 +515,15 @@ func writeCheckpoint(ck *safetensors.Checkpoint, inDir string, cfg map[string]an
 		return err
 	}
 	return replaceDir(tmp, o.Output)
+}
+
+// onesPattern has a 1 in the lowest bit of every bits-wide field of a 32-bit word.
+func onesPattern(bits int) uint32 {
+	var v uint32
+	for s := 0; s < 32; s += bits {
+		v |= 1 << s
+	}
+	return v
 }
 
 // quantConfig is the quantization_config of the output (and GPTQ's quantize_config.json).

@@ -147,6 +147,13 @@ func captureFor(ctx context.Context, m *onnx.Model, modelPath string, lins []*li
 func quantizeLinears(lins []*linear, stats map[string]*inputStats, o *Options, search func(*awqGroup) bool) ([]*awqGroup, error) {
 	var groups []*awqGroup
 	byInput := map[string]*awqGroup{}
+	done := 0
+	progress := func(n int) {
+		done += n
+		if o.Progress != nil {
+			o.Progress("quantizing", done, len(lins))
+		}
+	}
 	for _, l := range lins {
 		if o.Algo == AWQ && len(l.inputs) == 1 {
 			g := byInput[l.inputs[0]]
@@ -178,12 +185,14 @@ func quantizeLinears(lins []*linear, stats map[string]*inputStats, o *Options, s
 		if err := quantizeGPTQorRTN(l, h, &lo); err != nil {
 			return nil, err
 		}
+		progress(1)
 	}
 	for _, g := range groups {
 		st := stats[g.input]
 		if err := quantizeAWQ(g, st.sample.rows, st.sample.n, search(g), o); err != nil {
 			return nil, err
 		}
+		progress(len(g.members))
 	}
 	return groups, nil
 }
@@ -241,10 +250,13 @@ func rewriteLayer(m *onnx.Model, ns *names, l *matmulLayer, q *quant.GroupQuant,
 		if old.GetName() == "" {
 			name = ns.fresh(base + "_MatMulNBits")
 		}
-		attrs := []*onnxpb.AttributeProto{
-			intAttr("K", int64(l.k)), intAttr("N", int64(l.n)), intAttr("accuracy_level", int64(o.AccuracyLevel)),
-			intAttr("bits", int64(q.Bits)), intAttr("block_size", int64(q.GroupSize)),
+		attrs := []*onnxpb.AttributeProto{intAttr("K", int64(l.k)), intAttr("N", int64(l.n))}
+		if o.AccuracyLevel != 0 {
+			// Left out when 0 (unset), as ONNX Runtime's quantizer does: some execution
+			// providers reject the attribute.
+			attrs = append(attrs, intAttr("accuracy_level", int64(o.AccuracyLevel)))
 		}
+		attrs = append(attrs, intAttr("bits", int64(q.Bits)), intAttr("block_size", int64(q.GroupSize)))
 		g.Node[i] = &onnxpb.NodeProto{Name: proto.String(name), OpType: proto.String(pack.MatMulNBitsOp), Domain: &domain,
 			Input: in, Output: old.Output, Attribute: attrs}
 	}

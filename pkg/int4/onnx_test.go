@@ -345,11 +345,16 @@ func TestGPTQSyntheticBeatsRTN(t *testing.T) {
 	dir := t.TempDir()
 	in := save(t, pipelineModel(4, false), dir+"/m.onnx")
 	for _, act := range []bool{false, true} {
+		last := map[string][2]int{}
 		o := Options{Input: in, Output: dir + "/q.onnx", Algo: GPTQ, Calib: "random:32:-2:2", GroupSize: 16, ActOrder: act,
-			Shapes: map[string][]int64{"x": {1, 8, 64}}}
+			Shapes:   map[string][]int64{"x": {1, 8, 64}},
+			Progress: func(stage string, done, total int) { last[stage] = [2]int{done, total} }}
 		rep, err := Run(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if n := len(rep.Layers); last["quantizing"] != [2]int{n, n} || last["capturing"][0] != 32 {
+			t.Errorf("progress: last calls %v, want quantizing %d of %d and 32 samples captured", last, n, n)
 		}
 		if rep.CalibRows != 32*8 || rep.CalibSamples != 32 {
 			t.Fatalf("calibration rows %d samples %d", rep.CalibRows, rep.CalibSamples)

@@ -109,6 +109,10 @@ type Options struct {
 	Runtime runtime.Options `json:"-" yaml:"runtime"`
 	// Log receives progress lines (nil: none).
 	Log *slog.Logger `json:"-" yaml:"-"`
+	// Progress, when set, is called as work advances: stage "capturing" after each
+	// calibration sample of each capture pass (total: samples per pass, −1 if unknown), stage
+	// "quantizing" after each layer (total: layers). Calls come from one goroutine.
+	Progress func(stage string, done, total int) `json:"-" yaml:"-"`
 
 	// cache lets tests reuse captured statistics across runs on the same data.
 	cache *statsCache

@@ -15,17 +15,13 @@
 package main
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/optimctl/optimctl/bench/int4/internal/textdata"
 	"github.com/optimctl/optimctl/pkg/fsutil"
 	"github.com/optimctl/optimctl/pkg/safetensors"
 )
@@ -53,6 +49,9 @@ const (
 )
 
 func run(ckptDir, text, out string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
 	raw, err := os.ReadFile(filepath.Join(ckptDir, "config.json"))
 	if err != nil {
 		return err
@@ -87,7 +86,7 @@ func run(ckptDir, text, out string) error {
 	if err != nil {
 		return fmt.Errorf("vocab.txt: %w", err)
 	}
-	chapters, err := readChapters(text)
+	chapters, err := textdata.ReadChapters(text)
 	if err != nil {
 		return err
 	}
@@ -111,10 +110,10 @@ func run(ckptDir, text, out string) error {
 	for i := range ones {
 		ones[i] = 1
 	}
-	if err := writeNPZ(filepath.Join(out, "calib.npz"),
-		npyArray{"input_ids", []int{calibWindows, calibLen}, calib},
-		npyArray{"attention_mask", []int{calibWindows, calibLen}, ones},
-		npyArray{"token_type_ids", []int{calibWindows, calibLen}, make([]int64, len(calib))}); err != nil {
+	if err := textdata.WriteNPZ(filepath.Join(out, "calib.npz"),
+		textdata.Array{Name: "input_ids", Shape: []int{calibWindows, calibLen}, Data: calib},
+		textdata.Array{Name: "attention_mask", Shape: []int{calibWindows, calibLen}, Data: ones},
+		textdata.Array{Name: "token_type_ids", Shape: []int{calibWindows, calibLen}, Data: make([]int64, len(calib))}); err != nil {
 		return err
 	}
 
@@ -122,7 +121,7 @@ func run(ckptDir, text, out string) error {
 	var ids, mask []int64
 	n := 0
 	for c := 100; c <= 110 && n < evalCount; c++ {
-		for _, s := range sentences(chapters[c]) {
+		for _, s := range textdata.Sentences(chapters[c]) {
 			t := wp.tokenize(s)
 			if len(t) < 8 || len(t) > evalLen-2 {
 				continue
@@ -145,63 +144,8 @@ func run(ckptDir, text, out string) error {
 	if n < evalCount {
 		return fmt.Errorf("chapters 100-110 give %d sentences of 8-%d tokens, need %d", n, evalLen-2, evalCount)
 	}
-	return writeNPZ(filepath.Join(out, "eval.npz"),
-		npyArray{"input_ids", []int{evalCount, evalLen}, ids},
-		npyArray{"attention_mask", []int{evalCount, evalLen}, mask},
-		npyArray{"token_type_ids", []int{evalCount, evalLen}, make([]int64, len(ids))})
-}
-
-// readChapters returns the text of package/data/chapter_<n>.json by chapter number.
-func readChapters(path string) (map[int]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	tr := tar.NewReader(gz)
-	out := map[int]string{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		var num int
-		if _, err := fmt.Sscanf(filepath.Base(h.Name), "chapter_%d.json", &num); err != nil || !strings.HasPrefix(h.Name, "package/data/") {
-			continue
-		}
-		var ch struct{ Text string }
-		if err := json.NewDecoder(tr).Decode(&ch); err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", path, h.Name, err)
-		}
-		out[num] = ch.Text
-	}
-	for _, c := range []int{1, 2, 3, 4, 100} {
-		if out[c] == "" {
-			return nil, fmt.Errorf("%s: no chapter %d", path, c)
-		}
-	}
-	return out, nil
-}
-
-// sentences splits text after '.', '!' or '?' followed by whitespace.
-func sentences(text string) []string {
-	var out []string
-	rs := []rune(text)
-	start := 0
-	for i, r := range rs {
-		if (r == '.' || r == '!' || r == '?') && (i+1 == len(rs) || rs[i+1] == ' ' || rs[i+1] == '\n') {
-			if s := strings.TrimSpace(string(rs[start : i+1])); s != "" {
-				out = append(out, s)
-			}
-			start = i + 1
-		}
-	}
-	return out
+	return textdata.WriteNPZ(filepath.Join(out, "eval.npz"),
+		textdata.Array{Name: "input_ids", Shape: []int{evalCount, evalLen}, Data: ids},
+		textdata.Array{Name: "attention_mask", Shape: []int{evalCount, evalLen}, Data: mask},
+		textdata.Array{Name: "token_type_ids", Shape: []int{evalCount, evalLen}, Data: make([]int64, len(ids))})
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/optimctl/optimctl/pkg/testassets"
@@ -46,17 +45,5 @@ func TestLatinBaseTable(t *testing.T) {
 		if got := stripAccents(in); got != want {
 			t.Errorf("stripAccents(%q) = %q, want %q", in, got, want)
 		}
-	}
-}
-
-func TestNPYHeader(t *testing.T) {
-	b := npyInt64([]int{2, 3}, []int64{1, 2, 3, 4, 5, 6})
-	hdr := len(b) - 48
-	if hdr%64 != 0 || string(b[:8]) != "\x93NUMPY\x01\x00" || b[hdr-1] != '\n' || int(b[8])+10 != hdr {
-		t.Fatalf("header: %q", b[:hdr])
-	}
-	p := filepath.Join(t.TempDir(), "x.npz")
-	if err := writeNPZ(p, npyArray{"a", []int{2, 3}, []int64{1, 2, 3, 4, 5, 6}}); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -5,7 +5,8 @@ unpack_awq + reverse_awq_order), independently of optimctl's Go code.
 
     read_quantized.py CHECKPOINT_DIR  ->  JSON on stdout:
         {"quant_method": ..., "layers": {prefix: {"n": N, "k": K, "sha256": hex of the
-         float32 [N, K] weight in C order, "max_abs": ...}}}
+         float32 [N, K] weight in C order, "max_abs": ..., "v1_carry_fields": zero points
+         that GPTQModel's v1→v2 word addition would corrupt}}}
 
 Only numpy is needed: the safetensors header is parsed by hand.
 """
@@ -49,10 +50,16 @@ def gptq(t, prefix, cfg):
     # qweight [K/pf, N] is packed along K: unpack rows.
     q = unpack_cols(np.ascontiguousarray(qweight.T), bits).T  # [K, N]
     z = unpack_cols(qzeros, bits)  # [G, N]
+    carries = 0
     if cfg.get("checkpoint_format", "gptq") == "gptq":
-        z = (z + 1) & ((1 << bits) - 1)  # v1 stores z - 1
+        z = (z + 1) & ((1 << bits) - 1)  # v1 stores z - 1 (AutoGPTQ's torch kernel masks)
+        # GPTQModel converts v1 to v2 by adding 0x11111111 (4-bit) to whole int32 words; a
+        # stored 2^bits - 1 then carries into the next field. Count the fields that differ.
+        ones = sum(1 << s for s in range(0, 32, bits))
+        added = (qzeros.view(np.uint32).astype(np.uint64) + ones).astype(np.uint32).view(np.int32)
+        carries = int((unpack_cols(added, bits) != z).sum())
     w = (q - z[g_idx]).astype(np.float32) * scales[g_idx]  # [K, N]
-    return w.T
+    return w.T, carries
 
 
 AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
@@ -67,7 +74,7 @@ def awq(t, prefix, cfg):
     group = q.shape[0] // scales.shape[0]
     g = np.arange(q.shape[0]) // group
     w = (q - z[g]).astype(np.float32) * scales[g]
-    return w.T
+    return w.T, 0
 
 
 def main():
@@ -80,9 +87,10 @@ def main():
         if not name.endswith(".qweight"):
             continue
         prefix = name[: -len(".qweight")]
-        w = np.ascontiguousarray(fn(t, prefix, cfg), dtype=np.float32)
+        w, carries = fn(t, prefix, cfg)
+        w = np.ascontiguousarray(w, dtype=np.float32)
         layers[prefix] = {"n": w.shape[0], "k": w.shape[1], "sha256": hashlib.sha256(w.tobytes()).hexdigest(),
-                          "max_abs": float(np.abs(w).max())}
+                          "max_abs": float(np.abs(w).max()), "v1_carry_fields": carries}
     json.dump({"quant_method": cfg["quant_method"], "layers": layers}, sys.stdout)
 
 
