@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -298,5 +299,35 @@ func TestExamplesParse(t *testing.T) {
 		if err != nil || len(rep.Steps) != len(r.Steps) {
 			t.Fatalf("%s: dry run: %v", p, err)
 		}
+	}
+}
+
+// TestStageBars checks that an int4 step's staged progress (capture, then layers) opens one
+// bar per stage and a new one when a count starts over, and that no bars means no callback.
+func TestStageBars(t *testing.T) {
+	if (&stepEnv{}).stageBars() != nil {
+		t.Fatal("stageBars without a progress factory should be nil")
+	}
+	var opened []string
+	var last []int
+	e := &stepEnv{progress: func(what string) func(done, total int) {
+		opened = append(opened, what)
+		last = append(last, -1)
+		i := len(last) - 1
+		return func(done, total int) { last[i] = done }
+	}}
+	p := e.stageBars()
+	for i := 1; i <= 3; i++ {
+		p("capturing", i, 3)
+	}
+	for i := 1; i <= 5; i++ {
+		p("quantizing", i, 5)
+	}
+	p("quantizing", 1, 2)
+	if want := []string{"capturing", "quantizing", "quantizing"}; !slices.Equal(opened, want) {
+		t.Fatalf("bars opened %q, want %q", opened, want)
+	}
+	if want := []int{3, 5, 1}; !slices.Equal(last, want) {
+		t.Fatalf("last counts %v, want %v", last, want)
 	}
 }

@@ -34,6 +34,24 @@ func (e *stepEnv) bar(what string) func(done, total int) {
 	return e.progress(what)
 }
 
+// stageBars adapts bar to a callback that reports several stages in turn (capture, then
+// layers): each new stage, or a count going back, starts a new bar. Nil without a terminal.
+func (e *stepEnv) stageBars() func(stage string, done, total int) {
+	if e.progress == nil {
+		return nil
+	}
+	var cur string
+	last := 0
+	var bar func(done, total int)
+	return func(stage string, done, total int) {
+		if bar == nil || stage != cur || done < last {
+			cur, bar = stage, e.bar(stage)
+		}
+		last = done
+		bar(done, total)
+	}
+}
+
 // result is what a step hands back to the runner.
 type result struct {
 	report any
@@ -206,6 +224,7 @@ func init() {
 				if err := p.Validate(); err != nil {
 					return result{}, err
 				}
+				p.Progress = e.stageBars()
 				r, err := int4.Run(ctx, p)
 				return result{report: r}, err
 			}
