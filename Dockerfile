@@ -8,6 +8,7 @@ COPY . .
 RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w" -o /out/optimctl ./cmd/optimctl
 
 FROM node:20-bookworm-slim AS ort
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN npm pack --silent onnxruntime-node@1.30.0 \
  && echo "6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75  onnxruntime-node-1.30.0.tgz" | sha256sum -c \
  && mkdir -p /out && tar -xzf onnxruntime-node-1.30.0.tgz -C /out --strip-components=5 package/bin/napi-v6/linux/x64/libonnxruntime.so.1
