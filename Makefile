@@ -256,6 +256,15 @@ $(SMOLLM_DIR)/.ok: $(MINILM_DIR)/.ok
 .PHONY: bench-int4
 bench: bench-int4
 bench-int4:
-	OPTIMCTL_INT4_FULL=1 $(GO) test -count=1 -timeout 40m -v -run 'MiniLM|SmolLM2' ./pkg/int4
-	$(GO) test -run '^$$' -bench 'Hessian|GPTQ|RTN|AWQ' ./pkg/quant
+	OPTIMCTL_INT4_FULL=1 $(GO) test -tags '$(TAGS)' -count=1 -timeout 40m -v -run 'MiniLM|SmolLM2' ./pkg/int4
+	$(GO) test -run '^$$' -bench 'SGEMM|Hessian|GPTQ|RTN|AWQ' ./pkg/quant
+	if ldconfig -p 2>/dev/null | grep -q libopenblas.so; then \
+	  $(GO) test -tags openblas -run '^$$' -bench 'SGEMM|Hessian|GPTQ' ./pkg/quant; fi
+
+# OpenBLAS fast path for GPTQ/AWQ/Hessians (Debian libopenblas-dev): `make build TAGS=openblas`.
+# test-openblas runs pkg/quant's tests (OpenBLAS against gonum, and the whole suite) with it.
+.PHONY: test-openblas
+test-openblas:
+	$(GO) vet -tags openblas ./pkg/quant ./pkg/int4
+	$(GO) test -count=1 -tags openblas ./pkg/quant
 # ---- end int4 -----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ import (
 // CPUs — about 32 GFLOP/s of useful work on 2 cores, against 15 for one SSYRK call and 12
 // for SSYRK on the untransposed batch — and added into a float64 sum, so precision does not
 // degrade with the number of batches. Tiles are disjoint, so the result does not depend on
-// scheduling. (An OpenBLAS path can replace syrkAccumulate behind a build tag.)
+// scheduling. Built with the openblas tag, one threaded OpenBLAS SSYRK covers the whole
+// triangle instead (blasThreaded).
 type Hessian struct {
 	k   int
 	n   int64
@@ -138,23 +139,27 @@ func (h *Hessian) OutputError(w, wq []float32, n int) (float64, error) {
 // per CPU; each tile is computed by one worker into its own scratch and added into a
 // disjoint part of acc.
 func syrkAccumulate(acc []float64, xt []float32, k, r int) {
+	edge := hessianTile
+	if blasThreaded {
+		edge = k // one call; the library spreads it over the cores
+	}
 	type tile struct{ i, j int }
 	var tiles []tile
-	for i := 0; i < k; i += hessianTile {
-		for j := i; j < k; j += hessianTile {
+	for i := 0; i < k; i += edge {
+		for j := i; j < k; j += edge {
 			tiles = append(tiles, tile{i, j})
 		}
 	}
 	var next atomic.Int64
 	work := func() {
-		scratch := make([]float32, hessianTile*hessianTile)
+		scratch := make([]float32, edge*edge)
 		for {
 			t := int(next.Add(1)) - 1
 			if t >= len(tiles) {
 				return
 			}
 			i0, j0 := tiles[t].i, tiles[t].j
-			mi, mj := min(hessianTile, k-i0), min(hessianTile, k-j0)
+			mi, mj := min(edge, k-i0), min(edge, k-j0)
 			a := blas32.General{Rows: mi, Cols: r, Stride: r, Data: xt[i0*r : (i0+mi)*r]}
 			if i0 == j0 {
 				c := blas32.Symmetric{Uplo: blas.Upper, N: mi, Stride: mj, Data: scratch[:mi*mj]}
