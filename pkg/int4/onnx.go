@@ -24,6 +24,11 @@ func runONNX(ctx context.Context, o *Options, r *Report) error {
 	}
 	defer m.Close()
 	r.SizeBefore = pathSize(o.Input) + externalSize(m)
+	if o.Format == FormatQDQ {
+		if err := upgradeForQDQ(m, o, r); err != nil {
+			return err
+		}
+	}
 	g := m.Graph()
 	r.NodesBefore = len(g.Node)
 	layers, skips, err := findLayers(m, o)
@@ -89,13 +94,19 @@ func runONNX(ctx context.Context, o *Options, r *Report) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := rewriteLayer(m, ns, l, lins[i].q, o); err != nil {
+		rewrite := func() error { return rewriteLayer(m, ns, l, lins[i].q, o) }
+		if o.Format == FormatQDQ {
+			rewrite = func() error { return rewriteLayerQDQ(m, ns, l, lins[i].q) }
+		}
+		if err := rewrite(); err != nil {
 			return fmt.Errorf("%s: %w", o.Input, err)
 		}
 	}
 	insertMuls(g, muls)
 	pruneUnused(g)
-	ensureOpset(m, pack.MatMulNBitsDomain, 1)
+	if o.Format != FormatQDQ {
+		ensureOpset(m, pack.MatMulNBitsDomain, 1)
+	}
 	if err := onnx.SortTopologically(g); err != nil {
 		return fmt.Errorf("%s: %w", o.Input, err)
 	}

@@ -94,7 +94,8 @@ type Options struct {
 	// AccuracyLevel is MatMulNBits' accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8
 	// activations (fastest on CPU, but A is then quantized too).
 	AccuracyLevel int `json:"accuracy_level,omitempty" yaml:"accuracy_level"`
-	// Format is onnx, gptq or awq; "" picks onnx for an .onnx input, gptq otherwise.
+	// Format is onnx, qdq (block-wise int4 DequantizeLinear for TensorRT), gptq or awq; ""
+	// picks onnx for an .onnx input, gptq otherwise.
 	Format Format `json:"format" yaml:"format"`
 	// CheckpointFormat is GPTQ's checkpoint_format: "gptq" (v1, default: zero points stored
 	// minus one, what every loader reads) or "gptq_v2".
@@ -153,9 +154,9 @@ func (o *Options) Validate() error {
 	}
 	o.Format = Format(strings.ToLower(string(o.Format)))
 	switch o.Format {
-	case "", FormatONNX, FormatGPTQ, FormatAWQ:
+	case "", FormatONNX, FormatGPTQ, FormatAWQ, FormatQDQ:
 	default:
-		return fmt.Errorf("format %q: want onnx, gptq or awq", o.Format)
+		return fmt.Errorf("format %q: want onnx, qdq, gptq or awq", o.Format)
 	}
 	if o.Format == FormatAWQ && o.Bits != 4 {
 		return fmt.Errorf("awq checkpoints are 4-bit only (bits %d)", o.Bits)
@@ -185,6 +186,11 @@ func (o *Options) Validate() error {
 // resolve settles the format-dependent defaults once the format is known.
 func (o *Options) resolve(f Format) error {
 	o.Format = f
+	if f == FormatQDQ {
+		if err := resolveQDQ(o); err != nil {
+			return err
+		}
+	}
 	if o.Symmetric == nil {
 		sym := f == FormatGPTQ
 		o.Symmetric = &sym
@@ -198,7 +204,7 @@ func (o *Options) resolve(f Format) error {
 	if f != FormatGPTQ && o.ActOrder {
 		o.StaticGroups = true // MatMulNBits and AWQ checkpoints have no g_idx
 	}
-	if f != FormatONNX && o.Algo != RTN && o.CalibModel == "" {
+	if f != FormatONNX && f != FormatQDQ && o.Algo != RTN && o.CalibModel == "" {
 		return fmt.Errorf("algo %s on a checkpoint needs calib_model: an ONNX export of the same weights to capture activations with", o.Algo)
 	}
 	return nil

@@ -92,18 +92,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			format = FormatONNX
 		}
 	}
-	if (format == FormatONNX) != isONNX {
+	if (format == FormatONNX || format == FormatQDQ) != isONNX {
 		if isONNX {
 			return nil, fmt.Errorf("%s: format %s writes a checkpoint from a safetensors checkpoint, not from ONNX", o.Input, format)
 		}
-		return nil, fmt.Errorf("%s: format onnx needs an .onnx model", o.Input)
+		return nil, fmt.Errorf("%s: format %s needs an .onnx model", o.Input, format)
 	}
 	if err := o.resolve(format); err != nil {
 		return nil, err
 	}
 	r := &Report{Input: o.Input, Output: o.Output, Mode: "int4", Format: format, Algo: o.Algo, Bits: o.Bits,
 		GroupSize: o.GroupSize, Symmetric: *o.Symmetric, Layers: []LayerReport{}, Skipped: []Skip{}}
-	if format == FormatONNX {
+	if format == FormatONNX || format == FormatQDQ {
 		err = runONNX(ctx, &o, r)
 	} else {
 		err = runCheckpoint(ctx, &o, r)
@@ -111,7 +111,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if format == FormatONNX {
+	if format == FormatONNX || format == FormatQDQ {
 		r.SizeAfter = pathSize(o.Output)
 		if o.ExternalData {
 			r.SizeAfter += pathSize(o.Output + ".data")
