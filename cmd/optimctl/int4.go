@@ -23,7 +23,7 @@ type int4Flags struct {
 func newInt4Cmd(g *globals) *cobra.Command {
 	fl := &int4Flags{}
 	cmd := &cobra.Command{
-		Use:    "int4 MODEL -o OUT [--algo rtn|gptq|awq] [--group-size N] [--format onnx|gptq|awq]",
+		Use:    "int4 MODEL -o OUT [--algo rtn|gptq|awq] [--group-size N] [--format onnx|qdq|gptq|awq]",
 		Short:  "INT4 weight-only quantization (what quantize --mode int4 runs)",
 		Hidden: true,
 		Args:   exactArgs(1),
@@ -61,7 +61,7 @@ func newInt4Cmd(g *globals) *cobra.Command {
 	f.IntVar(&fl.awqRows, "awq-max-rows", 0, "awq: activation rows sampled per layer input (0 = 2048)")
 	f.BoolVar(&fl.duo, "awq-duo-scaling", false, "awq: divide activation scales by weight saliency (AutoAWQ duo_scaling)")
 	f.IntVar(&fl.accuracy, "accuracy-level", 0, "MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 (fastest on CPU)")
-	f.StringVar(&fl.format, "format", "", "onnx (MatMulNBits), gptq or awq checkpoint (default: onnx for .onnx input, else gptq)")
+	f.StringVar(&fl.format, "format", "", "onnx (MatMulNBits), qdq (block-wise int4 DequantizeLinear for TensorRT), gptq or awq checkpoint (default: onnx for .onnx input, else gptq)")
 	f.StringVar(&fl.ckptFormat, "checkpoint-format", "gptq", "gptq checkpoints: gptq (v1) or gptq_v2")
 	f.StringSliceVar(&fl.include, "include", nil, "only quantize these nodes/weights (globs)")
 	f.StringSliceVar(&fl.exclude, "exclude", nil, "keep these nodes/weights in float (globs)")

@@ -51,7 +51,8 @@ func newQuantizeCmd(g *globals) *cobra.Command {
                    (--target tensorrt --activation-type float8e4m3fn: FP8 E4M3 Q/DQ instead)
   --mode fp16      float16 weights and compute, float32 inputs/outputs kept
   --mode int4      weight-only INT4 (--algo rtn|gptq|awq, --group-size N) to ONNX MatMulNBits,
-                   or --format gptq|awq to a safetensors checkpoint
+                   or --format gptq|awq to a safetensors checkpoint; --target tensorrt (same as
+                   --format qdq): symmetric block-wise int4 DequantizeLinear into each MatMul, opset 21
 
 Weights stored in Constant nodes become initializers, BatchNorms fold into Convs, and
 old opsets are upgraded to 13 when per-channel weights need it (the report says what was
@@ -96,7 +97,7 @@ float until the gate holds, and exits 3 (with the output written) if it never do
 	f.StringVarP(&fl.output, "output", "o", "", "output model (required)")
 	f.StringVar(&fl.mode, "mode", "", "dynamic, static or fp16 (required)")
 	f.StringVar(&fl.format, "format", "qdq", "static: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv, QLinearMatMul, ...)")
-	f.StringVar(&fl.target, "target", "ort", "static: ort or tensorrt (symmetric int8, per-channel weights, Q/DQ on layer inputs and residual adds)")
+	f.StringVar(&fl.target, "target", "ort", "static: ort or tensorrt (symmetric int8, per-channel weights, Q/DQ on layer inputs and residual adds); int4: tensorrt writes block-wise int4 DequantizeLinear (--format qdq)")
 	f.BoolVar(&fl.perChannel, "per-channel", false, "one weight scale per output channel (upgrades old opsets to 13 when possible)")
 	f.StringVar(&fl.actType, "activation-type", "", "int8 or uint8 (default uint8; tensorrt: int8), or float8e4m3fn with --target tensorrt (FP8 Q/DQ, opset 19)")
 	f.StringVar(&fl.weightType, "weight-type", "", "int8 or uint8 (default int8), or float8e4m3fn with --target tensorrt")
@@ -143,6 +144,16 @@ func (fl *quantizeFlags) runInt4(cmd *cobra.Command, g *globals, model string) e
 		CheckpointFormat: fl.ckptFormat, Exclude: fl.exclude, Log: g.log}
 	if !cmd.Flags().Changed("format") {
 		o.Format = "" // quantize's default (qdq) is an INT8 format; int4 picks by input type
+	}
+	if cmd.Flags().Changed("target") {
+		switch {
+		case fl.target == "tensorrt" && (o.Format == "" || o.Format == int4.FormatQDQ):
+			o.Format = int4.FormatQDQ // TensorRT's INT4 weight-only form: blocked DequantizeLinear
+		case fl.target == "tensorrt":
+			return usagef("--mode int4 --target tensorrt writes --format qdq, not %s", o.Format)
+		case fl.target != "ort":
+			return usagef("--target %q: want ort or tensorrt", fl.target)
+		}
 	}
 	if cmd.Flags().Changed("symmetric") {
 		v := fl.symmetric
