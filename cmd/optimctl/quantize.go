@@ -146,14 +146,7 @@ func (fl *quantizeFlags) runInt4(cmd *cobra.Command, g *globals, model string) e
 		o.Format = "" // quantize's default (qdq) is an INT8 format; int4 picks by input type
 	}
 	if cmd.Flags().Changed("target") {
-		switch {
-		case fl.target == "tensorrt" && (o.Format == "" || o.Format == int4.FormatQDQ):
-			o.Format = int4.FormatQDQ // TensorRT's INT4 weight-only form: blocked DequantizeLinear
-		case fl.target == "tensorrt":
-			return usagef("--mode int4 --target tensorrt writes --format qdq, not %s", o.Format)
-		case fl.target != "ort":
-			return usagef("--target %q: want ort or tensorrt", fl.target)
-		}
+		o.Target = fl.target // tensorrt: block-wise int4 DequantizeLinear (format qdq)
 	}
 	if cmd.Flags().Changed("symmetric") {
 		v := fl.symmetric

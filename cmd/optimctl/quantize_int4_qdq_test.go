@@ -41,7 +41,7 @@ func TestQuantizeInt4TensorRT(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--target", "tensorrt", "--format", "gptq"}, 2, "--format qdq"},
+		{[]string{"--target", "tensorrt", "--format", "gptq"}, 2, "format qdq"},
 		{[]string{"--target", "cuda"}, 2, "ort or tensorrt"},
 		{[]string{"--target", "tensorrt", "--symmetric=false"}, 1, "symmetric only"},
 	} {

@@ -97,6 +97,9 @@ type Options struct {
 	// Format is onnx, qdq (block-wise int4 DequantizeLinear for TensorRT), gptq or awq; ""
 	// picks onnx for an .onnx input, gptq otherwise.
 	Format Format `json:"format" yaml:"format"`
+	// Target is ort (default) or tensorrt, as quantize's --target: tensorrt means format qdq
+	// (TensorRT's INT4 weight-only form), symmetric.
+	Target string `json:"target,omitempty" yaml:"target"`
 	// CheckpointFormat is GPTQ's checkpoint_format: "gptq" (v1, default: zero points stored
 	// minus one, what every loader reads) or "gptq_v2".
 	CheckpointFormat string `json:"checkpoint_format,omitempty" yaml:"checkpoint_format"`
@@ -160,6 +163,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Format == FormatAWQ && o.Bits != 4 {
 		return fmt.Errorf("awq checkpoints are 4-bit only (bits %d)", o.Bits)
+	}
+	if err := o.validateTarget(); err != nil {
+		return err
 	}
 	switch o.CheckpointFormat {
 	case "":

@@ -3,6 +3,7 @@ package int4
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -31,6 +32,22 @@ const FormatQDQ Format = "qdq"
 
 // qdqAxis is DequantizeLinear's axis for a MatMul weight [K, N]: the blocks run along K.
 const qdqAxis = 0
+
+// validateTarget maps Target onto Format: tensorrt writes format qdq.
+func (o *Options) validateTarget() error {
+	o.Target = strings.ToLower(o.Target)
+	switch o.Target {
+	case "", "ort":
+	case "tensorrt":
+		if o.Format != "" && o.Format != FormatQDQ {
+			return fmt.Errorf("target tensorrt writes format qdq (block-wise int4 DequantizeLinear), not %s", o.Format)
+		}
+		o.Format = FormatQDQ
+	default:
+		return fmt.Errorf("target %q: want ort or tensorrt", o.Target)
+	}
+	return nil
+}
 
 // resolveQDQ checks the options a blocked int4 DequantizeLinear can store: 4-bit, symmetric
 // (zero point 0), a block size that is a power of two ≥ 16, no MatMulNBits-only setting.

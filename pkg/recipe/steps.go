@@ -184,7 +184,7 @@ func init() {
 	kinds["quantize"] = kind{
 		decode: decodeQuantize,
 		out: func(o any) (string, bool) {
-			if q, ok := o.(*int4Step); ok && q.Format != "" && q.Format != int4.FormatONNX {
+			if q, ok := o.(*int4Step); ok && q.Format != "" && q.Format != int4.FormatONNX && q.Format != int4.FormatQDQ {
 				return "", false // a checkpoint folder: <workdir>/<name>, not an ONNX model
 			}
 			return ".onnx", true
