@@ -212,16 +212,17 @@ func TestQDQRefusals(t *testing.T) {
 	}
 }
 
-// TestMiniLMQDQ is the figure of docs/int4.md#tensorrt-block-wise-dequantizelinear: the
-// blocked-DQ MiniLM runs in ONNX Runtime, equals the MatMulNBits model with the same codes
+// TestMiniLMQDQ gives the MiniLM figures of docs/int4.md (TensorRT: block-wise int4
+// DequantizeLinear): the blocked-DQ MiniLM runs in ONNX Runtime, equals the MatMulNBits model with the same codes
 // to float tolerance, and keeps the sentence embedding close to float.
 func TestMiniLMQDQ(t *testing.T) {
 	ref := testassets.Path(t, miniLMONNX)
 	data := testassets.Path(t, miniLMEval)
 	needORT(t)
-	// Worst mean cosine accepted per algorithm (measured values in docs/int4.md).
-	floor := map[Algo]float64{RTN: 0.945, GPTQ: 0.965}
-	for _, algo := range []Algo{RTN, GPTQ} {
+	// Worst mean cosine accepted per algorithm, symmetric (TensorRT rejects a zero point):
+	// measured RTN 0.9362, GPTQ 0.9589, AWQ 0.9667 (docs/int4.md).
+	floor := map[Algo]float64{RTN: 0.933, GPTQ: 0.955, AWQ: 0.962}
+	for _, algo := range []Algo{RTN, GPTQ, AWQ} {
 		nbits := miniLM(t, algo, 128, true)
 		o := miniLMOptions(t, algo, 128, true)
 		o.Format = FormatQDQ
