@@ -49,7 +49,7 @@ func TestQuantizeUsageErrors(t *testing.T) {
 		{[]string{"quantize", m, "-o", out, "--mode", "static"}, 2, "needs --calib"},
 		{[]string{"quantize", m, "-o", out, "--mode", "dynamic", "--calib", "random:2"}, 2, "--calib applies to --mode static"},
 		{[]string{"quantize", m, "-o", out, "--mode", "static", "--calib", "random:2", "--target", "tensorrt", "--format", "qoperator"}, 2, "Q/DQ only"},
-		{[]string{"quantize", m, "-o", out, "--mode", "static", "--calib", "random:2", "--activation-type", "int4"}, 2, "int8 or uint8"},
+		{[]string{"quantize", m, "-o", out, "--mode", "static", "--calib", "random:2", "--activation-type", "int4"}, 2, "want int8, uint8 or float8e4m3fn"},
 		{[]string{"quantize", m, "-o", out, "--mode", "static", "--calib", "random:2", "--auto-fallback"}, 2, "needs --max-top1-drop"},
 		{[]string{"quantize", m, "-o", m, "--mode", "dynamic"}, 1, ""},
 		{[]string{"calibrate", m, "--calib", "random:2", "-o", out, "--format", "csv"}, 2, "json or tensorrt"},
