@@ -14,7 +14,7 @@ func init() { commands = append(commands, newInt4Cmd) }
 type int4Flags struct {
 	output, algo, format, ckptFormat, calib, calibModel, mask string
 	bits, group, accuracy, limit, batch, awqRows              int
-	symmetric, actOrder, staticGroups, externalData, duo      bool
+	symmetric, actOrder, staticGroups, externalData, duo, seq bool
 	damp                                                      float64
 	shapes, include, exclude                                  []string
 	rt                                                        runtimeFlags
@@ -52,6 +52,7 @@ func newInt4Cmd(g *globals) *cobra.Command {
 	f.Float64Var(&fl.damp, "damp", 0.01, "gptq: damping, fraction of mean(diag H)")
 	f.BoolVar(&fl.actOrder, "act-order", false, "gptq: quantize columns by decreasing activation energy (desc_act)")
 	f.BoolVar(&fl.staticGroups, "static-groups", false, "gptq: groups fixed before act-order (always on for onnx and awq)")
+	f.BoolVar(&fl.seq, "sequential", false, "gptq, onnx: quantize block by block, capturing each block's inputs through the already quantized blocks")
 	f.StringVar(&fl.calib, "calib", "", "calibration data for gptq/awq (.npz, folder, random:N)")
 	f.StringVar(&fl.calibModel, "calib-model", "", "checkpoints: ONNX export of the same weights to capture activations with")
 	f.StringArrayVar(&fl.shapes, "shape", nil, "NAME=d0,d1,... fixes the dynamic dimensions of an input (repeatable)")
@@ -72,7 +73,7 @@ func newInt4Cmd(g *globals) *cobra.Command {
 
 func (fl *int4Flags) toOptions(cmd *cobra.Command, g *globals, model string) (int4.Options, error) {
 	o := int4.Options{Input: model, Output: fl.output, Algo: int4.Algo(fl.algo), Bits: fl.bits, GroupSize: fl.group,
-		Damp: fl.damp, ActOrder: fl.actOrder, StaticGroups: fl.staticGroups, Calib: fl.calib, CalibModel: fl.calibModel,
+		Damp: fl.damp, ActOrder: fl.actOrder, StaticGroups: fl.staticGroups, Sequential: fl.seq, Calib: fl.calib, CalibModel: fl.calibModel,
 		CalibLimit: fl.limit, CalibBatch: fl.batch, MaskInput: fl.mask, AWQMaxRows: fl.awqRows, AWQDuoScaling: fl.duo,
 		AccuracyLevel: fl.accuracy, Format: int4.Format(fl.format), CheckpointFormat: fl.ckptFormat,
 		Include: fl.include, Exclude: fl.exclude, ExternalData: fl.externalData, Log: g.log}

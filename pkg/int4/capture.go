@@ -157,7 +157,7 @@ func capture(ctx context.Context, m *onnx.Model, modelPath string, specs []captu
 				return nil, fmt.Errorf("calibration data: %w", err)
 			}
 		}
-		n, err := capturePass(ctx, modelPath, pass, isInput, mask, src, o, res.stats)
+		n, err := capturePass(ctx, m, pass, isInput, mask, src, o, res.stats)
 		if err != nil {
 			return nil, err
 		}
@@ -181,9 +181,42 @@ func capture(ctx context.Context, m *onnx.Model, modelPath string, specs []captu
 	return res, nil
 }
 
-func capturePass(ctx context.Context, modelPath string, pass []captureSpec, isInput map[string]bool, mask string,
+func capturePass(ctx context.Context, m *onnx.Model, pass []captureSpec, isInput map[string]bool, mask string,
 	src calibration.Source, o *Options, stats map[string]*inputStats) (int, error) {
 	var extra []string
+	for _, s := range pass {
+		if !isInput[s.name] {
+			extra = append(extra, s.name)
+		}
+	}
+	var sess *runtime.Session
+	if len(extra) > 0 {
+		ro := o.Runtime
+		if ro.ExternalDataDir == "" {
+			ro.ExternalDataDir = m.Dir
+		}
+		if ro.IntraOpThreads == 0 {
+			// ONNX Runtime's pool threads spin after each run and starve the Hessian
+			// accumulation that follows (on 2 cores: 13 s instead of 4 s for MiniLM on 8192
+			// tokens). Half the cores each.
+			ro.IntraOpThreads = max(1, goruntime.GOMAXPROCS(0)/2)
+		}
+		// Only what the captured tensors depend on, with them as the outputs (see
+		// captureModel); the bytes are garbage once ONNX Runtime has read them.
+		b, err := captureModel(m, extra)
+		if err != nil {
+			return 0, err
+		}
+		sess, err = runtime.NewSession(b, ro)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", m.Path, err)
+		}
+		defer sess.Close()
+		// ONNX Runtime holds its own copy now: collect the serialized model before the
+		// statistics are allocated, so that the heap's growth target is set by what stays.
+		goruntime.GC()
+	}
+	// The statistics, allocated once the session exists.
 	for _, s := range pass {
 		st := &inputStats{k: s.k}
 		if s.hessian {
@@ -193,25 +226,6 @@ func capturePass(ctx context.Context, modelPath string, pass []captureSpec, isIn
 			st.sample = newReservoir(s.name, s.k, s.sample)
 		}
 		stats[s.name] = st
-		if !isInput[s.name] {
-			extra = append(extra, s.name)
-		}
-	}
-	var sess *runtime.Session
-	if len(extra) > 0 {
-		ro := o.Runtime
-		ro.ExtraOutputs = extra
-		if ro.IntraOpThreads == 0 {
-			// ONNX Runtime's pool threads spin after each run and starve the Hessian
-			// accumulation that follows (on 2 cores: 13 s instead of 4 s for MiniLM on 8192
-			// tokens). Half the cores each.
-			ro.IntraOpThreads = max(1, goruntime.GOMAXPROCS(0)/2)
-		}
-		var err error
-		if sess, err = runtime.NewSessionFromFile(modelPath, ro); err != nil {
-			return 0, err
-		}
-		defer sess.Close()
 	}
 	samples := 0
 	for {

@@ -44,13 +44,21 @@ func runONNX(ctx context.Context, o *Options, r *Report) error {
 	for i, l := range layers {
 		lins[i] = &linear{name: l.name(g), weight: l.weight, n: l.n, k: l.k, load: l.w, inputs: l.inputs}
 	}
-	stats, err := captureFor(ctx, m, o.Input, lins, o, r)
-	if err != nil {
-		return err
-	}
-	groups, err := quantizeLinears(lins, stats, o, func(*awqGroup) bool { return true })
-	if err != nil {
-		return err
+	ns := newNames(g)
+	var groups []*awqGroup
+	var done []bool // layers already rewritten (sequential)
+	if o.Sequential {
+		if done, err = quantizeSequential(ctx, m, layers, lins, ns, o, r); err != nil {
+			return err
+		}
+	} else {
+		stats, err := captureFor(ctx, m, o.Input, lins, o, r)
+		if err != nil {
+			return err
+		}
+		if groups, err = quantizeLinears(lins, stats, o, func(*awqGroup) bool { return true }); err != nil {
+			return err
+		}
 	}
 
 	// AWQ: fold 1/s into the producer of each group's input where that is exact, else scale
@@ -61,7 +69,6 @@ func runONNX(ctx context.Context, o *Options, r *Report) error {
 			nodeLayer[l.nodes[0]] = i
 		}
 	}
-	ns := newNames(g)
 	var muls []pendingMul
 	for _, grp := range groups {
 		if grp.scales == nil {
@@ -93,6 +100,9 @@ func runONNX(ctx context.Context, o *Options, r *Report) error {
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if done != nil && done[i] {
+			continue
 		}
 		rewrite := func() error { return rewriteLayer(m, ns, l, lins[i].q, o) }
 		if o.Format == FormatQDQ {
@@ -165,6 +175,22 @@ func quantizeLinears(lins []*linear, stats map[string]*inputStats, o *Options, s
 			o.Progress("quantizing", done, len(lins))
 		}
 	}
+	// uses counts the layers still to quantize per input: a Hessian is dropped once its
+	// last layer is done (unless tests share the statistics), so memory falls as the run
+	// goes on instead of holding every layer's K×K to the end.
+	uses := map[string]int{}
+	for _, l := range lins {
+		for _, in := range l.inputs {
+			uses[in]++
+		}
+	}
+	release := func(l *linear) {
+		for _, in := range l.inputs {
+			if uses[in]--; uses[in] == 0 && o.cache == nil && stats != nil && stats[in] != nil {
+				stats[in].h = nil
+			}
+		}
+	}
 	for _, l := range lins {
 		if o.Algo == AWQ && len(l.inputs) == 1 {
 			g := byInput[l.inputs[0]]
@@ -196,6 +222,7 @@ func quantizeLinears(lins []*linear, stats map[string]*inputStats, o *Options, s
 		if err := quantizeGPTQorRTN(l, h, &lo); err != nil {
 			return nil, err
 		}
+		release(l)
 		progress(1)
 	}
 	for _, g := range groups {

@@ -72,6 +72,10 @@ type Options struct {
 	// MatMulNBits has no g_idx; GPTQ checkpoints otherwise store the permuted g_idx.
 	ActOrder     bool `json:"act_order,omitempty" yaml:"act_order"`
 	StaticGroups bool `json:"static_groups,omitempty" yaml:"static_groups"`
+	// Sequential (GPTQ, ONNX) quantizes level by level — transformer blocks, else MatMul
+	// depth — capturing each level's inputs through the model with the earlier levels
+	// already quantized (true_sequential); one capture pass per level.
+	Sequential bool `json:"sequential,omitempty" yaml:"sequential"`
 	// Calib is the calibration data (calibration.Open spec: .npz, folder, test-data, random:N)
 	// for gptq and awq. CalibModel is the ONNX model to run it through: the input itself for
 	// ONNX (leave empty), an ONNX export of the same weights for checkpoints.
@@ -209,6 +213,9 @@ func (o *Options) resolve(f Format) error {
 	}
 	if f != FormatGPTQ && o.ActOrder {
 		o.StaticGroups = true // MatMulNBits and AWQ checkpoints have no g_idx
+	}
+	if o.Sequential && ((f != FormatONNX && f != FormatQDQ) || o.Algo != GPTQ) {
+		return errors.New("sequential: only for algo gptq with onnx or qdq output")
 	}
 	if f != FormatONNX && f != FormatQDQ && o.Algo != RTN && o.CalibModel == "" {
 		return fmt.Errorf("algo %s on a checkpoint needs calib_model: an ONNX export of the same weights to capture activations with", o.Algo)

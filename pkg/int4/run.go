@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -65,12 +66,21 @@ type Report struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// runGCPercent is the garbage collector's growth target (GOGC) during Run.
+const runGCPercent = 25
+
 // Run quantizes o.Input into o.Output (never over the input; atomically).
 func Run(ctx context.Context, o Options) (*Report, error) {
 	start := time.Now()
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	// What is live — the model, the Hessians, the codes — is large and nearly free of
+	// pointers, and each calibration batch and each layer leaves hundreds of MB of garbage;
+	// with the default GOGC the heap would grow to twice the live data between collections
+	// (5.6 GB peak for GPTQ on SmolLM2-135M). Collections are cheap here, so run them at a
+	// quarter's growth for the duration of the run.
+	defer debug.SetGCPercent(debug.SetGCPercent(runGCPercent))
 	if o.Input == "" || o.Output == "" {
 		return nil, errors.New("input and output paths are required")
 	}
