@@ -529,8 +529,17 @@ func histogramRange(name string, h *quant.Histogram, o CalibrateOptions) (Range,
 	return Range{Name: name, Min: lo, Max: hi}, nil
 }
 
+// gcPerSampleBytes is the activation size per sample above which histogramPass collects
+// garbage after every sample.
+const gcPerSampleBytes = 32 << 20
+
 // histogramPass runs the data once through sess, adding each tensor of group to its
-// histogram. Running sample i+1 overlaps the histogram updates of sample i.
+// histogram. Three stages overlap: the next sample is decoded (prefetch) while the
+// current one runs, and running sample i+1 overlaps the histogram updates of sample i.
+// The activations of two samples are in flight at most, in two sets of buffers that the
+// runs take turns writing (Session.RunReusing), so nothing is allocated per sample and
+// memory does not depend on the number of samples. Each tensor's histogram takes its
+// samples in order, whatever the scheduling.
 func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group, extra []string,
 	hists map[string]*quant.Histogram, tick func()) (int, error) {
 	if err := src.Reset(); err != nil {
@@ -540,7 +549,10 @@ func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group
 		vals map[string]*tensor.Tensor
 		err  error
 	}
+	samples, stopFetch := prefetch(ctx, src)
 	results := make(chan result)
+	// Output sets the histogram stage is done with, for the next run to write into.
+	free := make(chan map[string]*tensor.Tensor, 2)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -548,22 +560,31 @@ func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group
 		defer wg.Done()
 		defer close(results)
 		for i := 0; ; i++ {
-			if ctx.Err() != nil {
-				results <- result{err: ctx.Err()}
+			f, more := <-samples
+			if !more {
 				return
 			}
-			smp, err := src.Next()
-			if errors.Is(err, io.EOF) {
+			if f.err != nil {
+				select {
+				case results <- result{err: f.err}:
+				case <-stop:
+				}
 				return
 			}
-			if err != nil {
-				results <- result{err: err}
-				return
-			}
+			smp := f.s
 			vals := map[string]*tensor.Tensor{}
 			if len(extra) > 0 {
-				if vals, err = sess.Run(smp, extra...); err != nil {
-					results <- result{err: fmt.Errorf("calibration, sample %d: %w", i, err)}
+				var reuse map[string]*tensor.Tensor
+				select {
+				case reuse = <-free:
+				default:
+				}
+				var err error
+				if vals, err = sess.RunReusing(smp, reuse, extra...); err != nil {
+					select {
+					case results <- result{err: fmt.Errorf("calibration, sample %d: %w", i, err)}:
+					case <-stop:
+					}
 					return
 				}
 			}
@@ -581,6 +602,7 @@ func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group
 	}()
 	defer func() {
 		close(stop)
+		stopFetch()
 		for range results {
 		}
 		wg.Wait()
@@ -621,10 +643,21 @@ func histogramPass(ctx context.Context, sess *runtime.Session, src Source, group
 		}
 		n++
 		tick()
-		// The activations are pointer-free buffers, so a collection costs almost nothing
-		// and keeps the heap at the two samples in flight instead of twice that.
-		r.vals = nil
-		goruntime.GC()
+		var bytes int
+		for _, v := range r.vals {
+			bytes += len(v.Data)
+		}
+		select {
+		case free <- r.vals:
+		default:
+		}
+		// Outputs ONNX Runtime allocates itself (unknown shapes) and the decoded images are
+		// still garbage each sample. With large activations a collection per sample keeps
+		// the heap at the two samples in flight instead of twice that, for a cost that is
+		// small beside such a run; with small ones the heap stays small anyway.
+		if bytes >= gcPerSampleBytes {
+			goruntime.GC()
+		}
 	}
 	if n == 0 {
 		return 0, errors.New("calibration: the data has no samples")

@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 	"slices"
 	"strings"
+	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -23,6 +24,19 @@ var errClosed = errors.New("session is closed")
 // Inputs are checked against Inputs before ONNX Runtime sees them, so a missing input,
 // a wrong element type, rank or static dimension is reported by name.
 func (s *Session) Run(inputs map[string]*tensor.Tensor, outputNames ...string) (map[string]*tensor.Tensor, error) {
+	return s.run(inputs, nil, outputNames)
+}
+
+// RunReusing is Run that writes outputs into the buffers of reuse (typically the result of
+// an earlier run the caller is done with) instead of allocating new ones: an output of
+// static shape whose entry in reuse has the same element type and byte size gets that
+// entry's Data; every other output is allocated as Run would. The results alias those
+// buffers, so a loop that recycles them allocates (and zeroes) nothing per run.
+func (s *Session) RunReusing(inputs, reuse map[string]*tensor.Tensor, outputNames ...string) (map[string]*tensor.Tensor, error) {
+	return s.run(inputs, reuse, outputNames)
+}
+
+func (s *Session) run(inputs, reuse map[string]*tensor.Tensor, outputNames []string) (map[string]*tensor.Tensor, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.sess == nil {
@@ -77,7 +91,7 @@ func (s *Session) Run(inputs map[string]*tensor.Tensor, outputNames ...string) (
 	var bufs [][]byte
 	var modes []fetchMode
 	for attempt := 0; ; attempt++ {
-		out, bufs, modes, err = s.outputValues(&pinner)
+		out, bufs, modes, err = s.outputValues(&pinner, reuse)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +214,7 @@ func dynamicCapable(dt tensor.DType) bool { return scalarTypes[dt] || dt.Bits() 
 // outputValues prepares one value per fetched output: a pinned Go buffer for a static
 // shape, a scalar, or nil for ONNX Runtime to allocate. bufs[i] is the buffer of a
 // preallocated output; modes[i] is how output i is fetched in this attempt.
-func (s *Session) outputValues(pinner *goruntime.Pinner) ([]ort.Value, [][]byte, []fetchMode, error) {
+func (s *Session) outputValues(pinner *goruntime.Pinner, reuse map[string]*tensor.Tensor) ([]ort.Value, [][]byte, []fetchMode, error) {
 	out := make([]ort.Value, len(s.fetched))
 	bufs := make([][]byte, len(s.fetched))
 	modes := make([]fetchMode, len(s.fetched))
@@ -210,7 +224,12 @@ func (s *Session) outputValues(pinner *goruntime.Pinner) ([]ort.Value, [][]byte,
 		switch modes[i] {
 		case fetchPrealloc:
 			n := p.spec.DType.ByteSize(tensor.NumElements(p.spec.Shape))
-			bufs[i] = alignedBytes(int(n))
+			if r := reuse[p.spec.Name]; r != nil && r.DType == p.fetchType && int64(len(r.Data)) == n && n > 0 &&
+				uintptr(unsafe.Pointer(&r.Data[0]))%elemAlign(p.fetchType) == 0 {
+				bufs[i] = r.Data
+			} else {
+				bufs[i] = alignedBytes(int(n))
+			}
 			out[i], err = customTensor(p.spec.Shape, bufs[i], p.fetchType, pinner)
 		case fetchScalar:
 			out[i], err = newScalar(p.fetchType, nil)
