@@ -36,7 +36,7 @@ type quantizeFlags struct {
 	algo, calibModel, ckptFormat   string
 	bits, groupSize, accuracyLevel int
 	damp                           float64
-	actOrder                       bool
+	actOrder, staticGroups, seq    bool
 }
 
 func newQuantizeCmd(g *globals) *cobra.Command {
@@ -127,6 +127,8 @@ float until the gate holds, and exits 3 (with the output written) if it never do
 	f.IntVar(&fl.groupSize, "group-size", 128, "int4: weights per scale along K (-1 per channel for GPTQ)")
 	f.Float64Var(&fl.damp, "damp", 0.01, "int4 gptq: damping, fraction of mean(diag H)")
 	f.BoolVar(&fl.actOrder, "act-order", false, "int4 gptq: quantize columns by decreasing activation energy (desc_act)")
+	f.BoolVar(&fl.staticGroups, "static-groups", false, "int4 gptq: groups fixed before act-order (always on for onnx and awq)")
+	f.BoolVar(&fl.seq, "sequential", false, "int4 gptq, onnx/qdq: quantize block by block, capturing each block's inputs through the already quantized blocks")
 	f.StringVar(&fl.calibModel, "calib-model", "", "int4 checkpoints: ONNX export of the same weights to capture activations with")
 	f.IntVar(&fl.accuracyLevel, "accuracy-level", 0, "int4 MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8")
 	f.StringVar(&fl.ckptFormat, "checkpoint-format", "gptq", "int4 gptq checkpoints: gptq (v1) or gptq_v2")
@@ -139,7 +141,7 @@ float until the gate holds, and exits 3 (with the output written) if it never do
 // safetensors checkpoint (--format onnx|gptq|awq; default onnx for an .onnx input).
 func (fl *quantizeFlags) runInt4(cmd *cobra.Command, g *globals, model string) error {
 	o := int4.Options{Input: model, Output: fl.output, Algo: int4.Algo(fl.algo), Bits: fl.bits, GroupSize: fl.groupSize,
-		Damp: fl.damp, ActOrder: fl.actOrder, Calib: fl.calib, CalibModel: fl.calibModel, CalibLimit: fl.limit,
+		Damp: fl.damp, ActOrder: fl.actOrder, StaticGroups: fl.staticGroups, Sequential: fl.seq, Calib: fl.calib, CalibModel: fl.calibModel, CalibLimit: fl.limit,
 		CalibBatch: fl.batch, AccuracyLevel: fl.accuracyLevel, Format: int4.Format(fl.format),
 		CheckpointFormat: fl.ckptFormat, Exclude: fl.exclude, Log: g.log}
 	if !cmd.Flags().Changed("format") {
