@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/optimctl/optimctl/calibration"
-	"github.com/optimctl/optimctl/pkg/fsutil"
-	"github.com/optimctl/optimctl/pkg/quant"
 )
 
 func init() { commands = append(commands, newCalibrateCmd) }
@@ -22,17 +18,6 @@ type calibrateFlags struct {
 	percentile                                                  float64
 	symmetric                                                   bool
 	rt                                                          runtimeFlags
-}
-
-// calibrateReport is the --json report of `optimctl calibrate`.
-type calibrateReport struct {
-	Input   string             `json:"input"`
-	Output  string             `json:"output"`
-	Format  string             `json:"format"`
-	Method  calibration.Method `json:"method"`
-	Samples int                `json:"samples"`
-	Tensors int                `json:"tensors"`
-	Passes  int                `json:"passes"`
 }
 
 func newCalibrateCmd(g *globals) *cobra.Command {
@@ -51,40 +36,17 @@ The default method is entropy on |x| histograms for tensorrt (TensorRT's
 EntropyCalibration2) and minmax for json.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dopts, copts, err := fl.toOptions(cmd, g)
+			o, err := fl.toOptions(g, args[0])
 			if err != nil {
 				return err
 			}
 			if g.stderrIsTerminal() {
-				copts.Progress = newProgress(g, "calibrating", -1)
+				o.Progress = newProgress(g, "calibrating", -1)
 			}
-			t, err := calibration.CalibrateFile(cmd.Context(), args[0], fl.calib, dopts, copts)
+			rep, err := calibration.WriteTableFile(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			var buf bytes.Buffer
-			if fl.format == "tensorrt" {
-				err = calibration.WriteTensorRTCache(&buf, t, fl.trtVersion, fl.trtAlgo)
-			} else {
-				qt := quant.Uint8
-				if strings.HasPrefix(strings.ToLower(fl.actType), "int8") || fl.symmetric && fl.actType == "" {
-					qt = quant.Int8
-				}
-				var j *calibration.JSONTable
-				if j, err = t.ToJSON(args[0], qt, fl.symmetric); err == nil {
-					err = calibration.WriteJSON(&buf, j)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			if err := fsutil.CheckNotSame(args[0], fl.output); err != nil {
-				return err
-			}
-			if err := fsutil.WriteFileAtomic(fl.output, buf.Bytes()); err != nil {
-				return err
-			}
-			rep := calibrateReport{Input: args[0], Output: fl.output, Format: fl.format, Method: t.Method, Samples: t.Samples, Tensors: len(t.Ranges), Passes: t.Passes}
 			if g.JSON {
 				return g.emitJSON(rep)
 			}
@@ -112,41 +74,20 @@ EntropyCalibration2) and minmax for json.`,
 	return cmd
 }
 
-func (fl *calibrateFlags) toOptions(cmd *cobra.Command, g *globals) (calibration.Options, calibration.CalibrateOptions, error) {
-	var d calibration.Options
-	var c calibration.CalibrateOptions
-	switch fl.format {
-	case "json", "tensorrt":
-	default:
-		return d, c, usagef("--format %q: want json or tensorrt", fl.format)
-	}
-	if fl.method == "" {
-		fl.method = "minmax"
-		if fl.format == "tensorrt" {
-			fl.method = "entropy"
-		}
-	}
-	m, err := calibration.ParseMethod(fl.method)
-	if err != nil {
-		return d, c, usageError{err}
-	}
-	switch strings.ToLower(fl.actType) {
-	case "", "int8", "uint8":
-	default:
-		return d, c, usagef("--activation-type %q: want int8 or uint8", fl.actType)
-	}
+func (fl *calibrateFlags) toOptions(g *globals, model string) (calibration.TableFileOptions, error) {
 	shapes, err := calibration.ParseShapes(fl.shapes)
 	if err != nil {
-		return d, c, usageError{err}
+		return calibration.TableFileOptions{}, usageError{err}
 	}
-	if fl.format == "tensorrt" {
-		fl.symmetric = true // TensorRT's scales are amax/127
+	o := calibration.TableFileOptions{Model: model, Calib: fl.calib, Output: fl.output, Format: fl.format,
+		Method: fl.method, Percentile: fl.percentile, Symmetric: fl.symmetric, ActivationType: fl.actType,
+		TRTVersion: fl.trtVersion, TRTAlgorithm: fl.trtAlgo,
+		Data: calibration.Options{Preprocess: fl.preprocess, Shapes: shapes, Limit: fl.limit, Batch: fl.batch}}
+	if err := o.Normalize(); err != nil {
+		return o, usageError{err}
 	}
-	rt, err := fl.rt.options(g)
-	if err != nil {
-		return d, c, err
+	if o.Runtime, err = fl.rt.options(g); err != nil {
+		return o, err
 	}
-	d = calibration.Options{Preprocess: fl.preprocess, Shapes: shapes, Limit: fl.limit, Batch: fl.batch}
-	c = calibration.CalibrateOptions{Method: m, Percentile: fl.percentile, Symmetric: fl.symmetric, Runtime: rt}
-	return d, c, nil
+	return o, nil
 }

@@ -1,14 +1,9 @@
 package recipe
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"strings"
 
 	"github.com/optimctl/optimctl/calibration"
-	"github.com/optimctl/optimctl/pkg/fsutil"
-	"github.com/optimctl/optimctl/pkg/quant"
 	"github.com/optimctl/optimctl/pkg/runtime"
 )
 
@@ -31,55 +26,22 @@ type calibrateStep struct {
 	Runtime        runtime.Options    `yaml:"runtime" json:"runtime"`
 }
 
-// calibrateReport is a calibrate step's report (the keys of `optimctl calibrate --json`).
-type calibrateReport struct {
-	Input   string             `json:"input"`
-	Output  string             `json:"output"`
-	Format  string             `json:"format"`
-	Method  calibration.Method `json:"method"`
-	Samples int                `json:"samples"`
-	Tensors int                `json:"tensors"`
-	Passes  int                `json:"passes"`
+// options is the step as calibration's options; input and output come from the runner.
+func (c *calibrateStep) options(input, output string) calibration.TableFileOptions {
+	return calibration.TableFileOptions{Model: input, Calib: c.Calib, Output: output, Format: c.Format,
+		Method: c.Method, Percentile: c.Percentile, Symmetric: c.Symmetric, ActivationType: c.ActivationType,
+		TRTVersion: c.TRTVersion, TRTAlgorithm: c.TRTAlgorithm,
+		Data: calibration.Options{Preprocess: c.Preprocess, Shapes: c.Shapes, Limit: c.Limit, Batch: c.Batch}, Runtime: c.Runtime}
 }
 
-// normalize fills the command's defaults and rejects bad values.
+// normalize fills the command's defaults and rejects bad values, as `optimctl calibrate` does.
 func (c *calibrateStep) normalize() error {
-	switch c.Format {
-	case "":
-		c.Format = "json"
-	case "json", "tensorrt":
-	default:
-		return fmt.Errorf("format %q: want json or tensorrt", c.Format)
-	}
-	if c.Calib == "" {
-		return fmt.Errorf("calib is required (an .npz, a folder, images or random:N)")
-	}
-	if c.Method == "" {
-		c.Method = string(calibration.MinMax)
-		if c.Format == "tensorrt" {
-			c.Method = string(calibration.Entropy)
-		}
-	}
-	if _, err := calibration.ParseMethod(c.Method); err != nil {
+	o := c.options("", "")
+	if err := o.Normalize(); err != nil {
 		return err
 	}
-	switch strings.ToLower(c.ActivationType) {
-	case "", "int8", "uint8":
-	default:
-		return fmt.Errorf("activation_type %q: want int8 or uint8", c.ActivationType)
-	}
-	if c.Format == "tensorrt" {
-		c.Symmetric = true // TensorRT's scales are amax/127
-	}
-	if c.Percentile == 0 {
-		c.Percentile = 99.999
-	}
-	if c.TRTVersion == 0 {
-		c.TRTVersion = calibration.DefaultTensorRTVersion
-	}
-	if c.TRTAlgorithm == "" {
-		c.TRTAlgorithm = calibration.DefaultTensorRTAlgorithm
-	}
+	c.Format, c.Method, c.Percentile, c.Symmetric, c.TRTVersion, c.TRTAlgorithm =
+		o.Format, o.Method, o.Percentile, o.Symmetric, o.TRTVersion, o.TRTAlgorithm
 	return nil
 }
 
@@ -101,39 +63,14 @@ func init() {
 			return nil
 		},
 		run: func(ctx context.Context, e *stepEnv, o any) (result, error) {
-			c := *o.(*calibrateStep)
-			if err := c.normalize(); err != nil {
-				return result{}, err
-			}
-			m, _ := calibration.ParseMethod(c.Method)
-			d := calibration.Options{Preprocess: c.Preprocess, Shapes: c.Shapes, Limit: c.Limit, Batch: c.Batch}
-			co := calibration.CalibrateOptions{Method: m, Percentile: c.Percentile, Symmetric: c.Symmetric, Runtime: c.Runtime,
-				Progress: e.bar("calibrating")}
-			t, err := calibration.CalibrateFile(ctx, e.input, c.Calib, d, co)
+			c := o.(*calibrateStep)
+			opts := c.options(e.input, e.output)
+			opts.Progress = e.bar("calibrating")
+			r, err := calibration.WriteTableFile(ctx, opts)
 			if err != nil {
 				return result{}, err
 			}
-			var buf bytes.Buffer
-			if c.Format == "tensorrt" {
-				err = calibration.WriteTensorRTCache(&buf, t, c.TRTVersion, c.TRTAlgorithm)
-			} else {
-				qt := quant.Uint8
-				if strings.EqualFold(c.ActivationType, "int8") || c.Symmetric && c.ActivationType == "" {
-					qt = quant.Int8
-				}
-				var j *calibration.JSONTable
-				if j, err = t.ToJSON(e.input, qt, c.Symmetric); err == nil {
-					err = calibration.WriteJSON(&buf, j)
-				}
-			}
-			if err != nil {
-				return result{}, err
-			}
-			if err := fsutil.WriteFileAtomic(e.output, buf.Bytes()); err != nil {
-				return result{}, err
-			}
-			return result{report: &calibrateReport{Input: e.input, Output: e.output, Format: c.Format, Method: t.Method,
-				Samples: t.Samples, Tensors: len(t.Ranges), Passes: t.Passes}}, nil
+			return result{report: r}, nil
 		},
 	}
 }
