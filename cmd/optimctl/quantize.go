@@ -140,34 +140,23 @@ float until the gate holds, and exits 3 (with the output written) if it never do
 // runInt4 is `quantize --mode int4`: weight-only INT4 to ONNX MatMulNBits, or to a GPTQ/AWQ
 // safetensors checkpoint (--format onnx|gptq|awq; default onnx for an .onnx input).
 func (fl *quantizeFlags) runInt4(cmd *cobra.Command, g *globals, model string) error {
-	o := int4.Options{Input: model, Output: fl.output, Algo: int4.Algo(fl.algo), Bits: fl.bits, GroupSize: fl.groupSize,
-		Damp: fl.damp, ActOrder: fl.actOrder, StaticGroups: fl.staticGroups, Sequential: fl.seq, Calib: fl.calib, CalibModel: fl.calibModel, CalibLimit: fl.limit,
-		CalibBatch: fl.batch, AccuracyLevel: fl.accuracyLevel, Format: int4.Format(fl.format),
-		CheckpointFormat: fl.ckptFormat, Exclude: fl.exclude, Log: g.log}
+	// The same conversion as the hidden int4 command, so the two cannot drift apart.
+	f4 := &int4Flags{output: fl.output, algo: fl.algo, format: fl.format, ckptFormat: fl.ckptFormat, calib: fl.calib,
+		calibModel: fl.calibModel, bits: fl.bits, group: fl.groupSize, accuracy: fl.accuracyLevel, limit: fl.limit,
+		batch: fl.batch, symmetric: fl.symmetric, actOrder: fl.actOrder, staticGroups: fl.staticGroups, seq: fl.seq,
+		damp: fl.damp, shapes: fl.shapes, exclude: fl.exclude, rt: fl.rt}
 	if !cmd.Flags().Changed("format") {
-		o.Format = "" // quantize's default (qdq) is an INT8 format; int4 picks by input type
+		f4.format = "" // quantize's default (qdq) is an INT8 format; int4 picks by input type
+	}
+	o, err := f4.toOptions(cmd, g, model)
+	if err != nil {
+		return err
 	}
 	if cmd.Flags().Changed("target") {
 		o.Target = fl.target // tensorrt: block-wise int4 DequantizeLinear (format qdq)
-	}
-	if cmd.Flags().Changed("symmetric") {
-		v := fl.symmetric
-		o.Symmetric = &v
-	}
-	var err error
-	if o.Shapes, err = calibration.ParseShapes(fl.shapes); err != nil {
-		return usageError{err}
-	}
-	if err := o.Validate(); err != nil {
-		return usageError{err}
-	}
-	if o.Algo != int4.RTN || o.Calib != "" {
-		if o.Runtime, err = fl.rt.options(g); err != nil {
-			return err
+		if err := o.Validate(); err != nil {
+			return usageError{err}
 		}
-	}
-	if g.stderrIsTerminal() {
-		o.Progress = int4Progress(g)
 	}
 	rep, err := int4.Run(cmd.Context(), o)
 	if err != nil {
