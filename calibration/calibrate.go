@@ -226,9 +226,8 @@ func calibrateMinMax(ctx context.Context, m *onnxpb.ModelProto, tensors []string
 	if err != nil {
 		return fmt.Errorf("calibration: encoding model: %w", err)
 	}
-	ro := o.Runtime
+	ro := o.Runtime.Reproducible() // ranges are written into the output: same bytes on every machine
 	ro.ExtraOutputs = nil
-	ro.NoSpinning = true // the prefetch and range updates run between the model runs
 	sess, err := runtime.NewSession(b, ro)
 	if err != nil {
 		return fmt.Errorf("calibration session: %w", err)
@@ -453,9 +452,8 @@ func calibrateHistograms(ctx context.Context, m *onnxpb.ModelProto, tensors []st
 				extra = append(extra, name)
 			}
 		}
-		ro := o.Runtime
+		ro := o.Runtime.Reproducible() // see calibrateMinMax; no spinning: the histogram updates run beside the model
 		ro.ExtraOutputs = extra
-		ro.NoSpinning = true // the histogram updates run between (and beside) the model runs
 		sess, err := runtime.NewSession(b, ro)
 		if err != nil {
 			return fmt.Errorf("calibration session: %w", err)

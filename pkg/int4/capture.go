@@ -195,12 +195,11 @@ func capturePass(ctx context.Context, m *onnx.Model, pass []captureSpec, isInput
 		if ro.ExternalDataDir == "" {
 			ro.ExternalDataDir = m.Dir
 		}
-		if ro.IntraOpThreads == 0 {
-			// ONNX Runtime's pool threads spin after each run and starve the Hessian
-			// accumulation that follows (on 2 cores: 13 s instead of 4 s for MiniLM on 8192
-			// tokens). Half the cores each.
-			ro.IntraOpThreads = max(1, goruntime.GOMAXPROCS(0)/2)
-		}
+		// A fixed thread count (the Hessians, hence the codes, must not depend on the
+		// machine's cores) and no spinning: ONNX Runtime's pool threads spinning after each
+		// run starved the Hessian accumulation that follows (on 2 cores: 13 s instead of
+		// 4 s for MiniLM on 8192 tokens).
+		ro = ro.Reproducible()
 		// Only what the captured tensors depend on, with them as the outputs (see
 		// captureModel); the bytes are garbage once ONNX Runtime has read them.
 		b, err := captureModel(m, extra)

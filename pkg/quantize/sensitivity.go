@@ -201,7 +201,7 @@ func (j *job) gate(ctx context.Context, m *onnxpb.ModelProto, dir string) (*vali
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return nil, err
 	}
-	rt := j.o.Runtime
+	rt := j.o.Runtime.Reproducible() // the gate decides which layers the output keeps in float
 	rt.ExtraOutputs = nil
 	return validate.Run(ctx, validate.Options{Reference: j.input, Candidate: path, Data: j.o.Data, Preprocess: j.o.Preprocess,
 		Shapes: j.o.Shapes, Limit: j.o.Limit, Runtime: rt, Warmup: 1,
@@ -264,7 +264,7 @@ func (j *job) measureSensitivity(ctx context.Context, q *onnxpb.ModelProto, p *p
 	if err != nil {
 		return nil, err
 	}
-	rt := j.o.Runtime
+	rt := j.o.Runtime.Reproducible() // the ranking decides which layers --auto-fallback keeps in float
 	rt.ExtraOutputs = ffetch
 	fs, err := runtime.NewSession(j.prepared, rt)
 	if err != nil {

@@ -93,6 +93,25 @@ type Options struct {
 	DeterministicCompute bool `yaml:"deterministic"`
 }
 
+// ReproducibleThreads is the intra-op thread count of sessions whose results are written
+// into an output (calibration ranges, captured activations, sensitivity and fallback
+// decisions). ONNX Runtime splits some kernels' work (pooling and reduction sums, some
+// convolutions) by thread count, so their results differ in the last bits from one count to
+// another, and its default count follows the machine's cores: with a fixed count, the same
+// inputs and flags give the same bytes on every machine. 4 costs ~3 % on a 2-core machine.
+const ReproducibleThreads = 4
+
+// Reproducible returns o with IntraOpThreads set to ReproducibleThreads when the caller left
+// it at 0 (ONNX Runtime's machine-dependent default), and spinning off, since the callers
+// that need it do work of their own between runs.
+func (o Options) Reproducible() Options {
+	if o.IntraOpThreads == 0 {
+		o.IntraOpThreads = ReproducibleThreads
+	}
+	o.NoSpinning = true
+	return o
+}
+
 // sessionOptions builds ONNX Runtime's options; the caller destroys them.
 func (o Options) sessionOptions(externalDir string) (*ort.SessionOptions, error) {
 	level, err := o.GraphOptLevel.ort()
