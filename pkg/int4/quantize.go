@@ -186,7 +186,7 @@ func quantizeAWQ(g *awqGroup, x []float32, rows int, search bool, o *Options) er
 		}
 		d := rtn.Dequantize()
 		sub(d, w)
-		l.rep.RTNError = sqErrRows(x, rows, k, d, l.n) / float64(rows)
+		l.rep.RTNError = quant.OutputSqErr(x, rows, k, d, l.n) / float64(rows)
 		d = l.q.Dequantize()
 		if g.scales != nil {
 			for r := 0; r < l.n; r++ {
@@ -196,8 +196,8 @@ func quantizeAWQ(g *awqGroup, x []float32, rows int, search bool, o *Options) er
 			}
 		}
 		sub(d, w)
-		l.rep.Error = sqErrRows(x, rows, k, d, l.n) / float64(rows)
-		if signal := sqErrRows(x, rows, k, w, l.n) / float64(rows); signal > 0 {
+		l.rep.Error = quant.OutputSqErr(x, rows, k, d, l.n) / float64(rows)
+		if signal := quant.OutputSqErr(x, rows, k, w, l.n) / float64(rows); signal > 0 {
 			l.rep.RelError = l.rep.Error / signal
 		}
 	}
@@ -231,22 +231,4 @@ func scaleRows(g *quant.GroupQuant, f []float32) {
 			g.Scales[j] *= f[r]
 		}
 	}
-}
-
-// sqErrRows returns ‖X·Dᵀ‖² for X [rows, K] and D [N, K], in chunks of rows.
-func sqErrRows(x []float32, rows, k int, d []float32, n int) float64 {
-	const chunk = 512
-	out := make([]float32, min(rows, chunk)*n)
-	var sum float64
-	for r0 := 0; r0 < rows; r0 += chunk {
-		r := min(chunk, rows-r0)
-		blas32.Gemm(blas.NoTrans, blas.Trans, 1,
-			blas32.General{Rows: r, Cols: k, Stride: k, Data: x[r0*k : (r0+r)*k]},
-			blas32.General{Rows: n, Cols: k, Stride: k, Data: d},
-			0, blas32.General{Rows: r, Cols: n, Stride: n, Data: out[:r*n]})
-		for _, v := range out[:r*n] {
-			sum += float64(v) * float64(v)
-		}
-	}
-	return sum
 }

@@ -120,7 +120,7 @@ func AWQ(w []float32, n, k int, x []float32, rows int, o AWQOptions) (*AWQResult
 		}
 		q.DequantizeTo(dw)
 		descaleDiff(dw, w, s, n, k)
-		return outputSqErr(x, rows, k, dw, n) / float64(rows*n), nil
+		return OutputSqErr(x, rows, k, dw, n) / float64(rows*n), nil
 	}
 	if res.RTNError, err = errFor(best); err != nil {
 		return nil, err
@@ -155,7 +155,7 @@ func AWQ(w []float32, n, k int, x []float32, rows int, o AWQOptions) (*AWQResult
 	res.GroupQuant = g
 	g.DequantizeTo(dw)
 	descaleDiff(dw, w, best, n, k)
-	res.Error = outputSqErr(x, rows, k, dw, n) / float64(rows*n)
+	res.Error = OutputSqErr(x, rows, k, dw, n) / float64(rows*n)
 	return res, nil
 }
 
@@ -227,9 +227,9 @@ func descaleDiff(dq, w, s []float32, n, k int) {
 	}
 }
 
-// outputSqErr returns ‖X·dWᵀ‖² (X [rows, K], dW [N, K]) in float64, rows taken in chunks so
+// OutputSqErr returns ‖X·dWᵀ‖² (X [rows, K], dW [N, K]) in float64, rows taken in chunks so
 // that memory stays at 1024×N floats.
-func outputSqErr(x []float32, rows, k int, dw []float32, n int) float64 {
+func OutputSqErr(x []float32, rows, k int, dw []float32, n int) float64 {
 	const chunk = 1024
 	out := make([]float32, min(rows, chunk)*n)
 	var sum float64

@@ -34,7 +34,7 @@ func TestAWQBeatsRTN(t *testing.T) {
 			for i := range dw {
 				dw[i] -= w[i]
 			}
-			eRTN := outputSqErr(x, sh.rows, sh.k, dw, sh.n) / float64(sh.rows*sh.n)
+			eRTN := OutputSqErr(x, sh.rows, sh.k, dw, sh.n) / float64(sh.rows*sh.n)
 			t.Logf("N=%d K=%d gs=%d sym=%v duo=%v clip=%v: α=%.2f output MSE RTN %.4g, scaled %.4g, final %.4g (%.1f%% of RTN)",
 				sh.n, sh.k, sh.gs, o.Symmetric, o.DuoScaling, !o.NoClip, res.Alpha, eRTN, res.ScaledError, res.Error, 100*res.Error/eRTN)
 			if !scalar.EqualWithinAbsOrRel(res.RTNError, eRTN, 0, 1e-9) {
@@ -55,7 +55,7 @@ func TestAWQBeatsRTN(t *testing.T) {
 				}
 				deq[i] = v/s - w[i]
 			}
-			if e := outputSqErr(x, sh.rows, sh.k, deq, sh.n) / float64(sh.rows*sh.n); !scalar.EqualWithinAbsOrRel(e, res.Error, 0, 1e-9) {
+			if e := OutputSqErr(x, sh.rows, sh.k, deq, sh.n) / float64(sh.rows*sh.n); !scalar.EqualWithinAbsOrRel(e, res.Error, 0, 1e-9) {
 				t.Errorf("re-measured final error %v, reported %v", e, res.Error)
 			}
 		}

@@ -407,7 +407,7 @@ func TestOutputError(t *testing.T) {
 		dw[i] = w[i] - wq[i]
 	}
 	// The chunked float32 GEMM behind AWQ's error (rows > its 1024-row chunk).
-	if e := outputSqErr(x, rows, k, dw, n) / rows; !scalar.EqualWithinAbsOrRel(e, want, 0, 1e-5) {
+	if e := OutputSqErr(x, rows, k, dw, n) / rows; !scalar.EqualWithinAbsOrRel(e, want, 0, 1e-5) {
 		t.Errorf("chunked output error %v, direct %v", e, want)
 	}
 }
