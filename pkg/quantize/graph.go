@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -92,6 +93,12 @@ func (e *editor) floats(name string) ([]float32, []int64, error) {
 		return nil, nil, err
 	}
 	return v, append([]int64(nil), t.Dims...), nil
+}
+
+// dropNodes removes the nodes a fold replaced, then the initializers only they read.
+func (e *editor) dropNodes(removed map[*onnxpb.NodeProto]bool) {
+	e.g.Node = slices.DeleteFunc(e.g.Node, func(n *onnxpb.NodeProto) bool { return removed[n] })
+	e.removeUnusedInits()
 }
 
 // removeUnusedInits drops initializers that no node, graph output or subgraph reads, so

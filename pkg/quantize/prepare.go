@@ -179,14 +179,7 @@ func foldBatchNorm(e *editor) (int, error) {
 		n++
 	}
 	if n > 0 {
-		keep := e.g.Node[:0]
-		for _, nd := range e.g.Node {
-			if !removed[nd] {
-				keep = append(keep, nd)
-			}
-		}
-		e.g.Node = keep
-		e.removeUnusedInits()
+		e.dropNodes(removed)
 	}
 	return n, nil
 }
@@ -243,14 +236,7 @@ func fuseMatMulAdd(e *editor, types valueTypes) int {
 		n++
 	}
 	if n > 0 {
-		keep := e.g.Node[:0]
-		for _, nd := range e.g.Node {
-			if !removed[nd] {
-				keep = append(keep, nd)
-			}
-		}
-		e.g.Node = keep
-		e.removeUnusedInits()
+		e.dropNodes(removed)
 	}
 	return n
 }
