@@ -3,6 +3,7 @@ package calibration
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/optimctl/optimctl/pkg/tensor"
 )
@@ -141,7 +142,7 @@ func (s *stream) nextBatch() (Sample, error) {
 			}
 		}
 		for name, t := range smp {
-			if !equalShape(t.Shape, first[name]) {
+			if !slices.Equal(t.Shape, first[name]) {
 				return nil, fmt.Errorf("%s: input %q: shape %s differs from %s earlier in the batch; give a fixed size to stack samples",
 					where, name, formatShape(t.Shape), formatShape(first[name]))
 			}
@@ -160,18 +161,6 @@ func (s *stream) nextBatch() (Sample, error) {
 		}
 	}
 	return out, nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *stream) Len() int {

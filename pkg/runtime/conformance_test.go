@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -304,7 +305,7 @@ func compareConformance(got, want *tensor.Tensor) error {
 	if got.DType != want.DType {
 		return fmt.Errorf("type mismatch: got %s, want %s", got.DType, want.DType)
 	}
-	if !equalShapes(got.Shape, want.Shape) {
+	if !slices.Equal(got.Shape, want.Shape) {
 		return fmt.Errorf("shape mismatch: got %v, want %v", got.Shape, want.Shape)
 	}
 	if got.DType == tensor.String {
@@ -344,16 +345,4 @@ func comparable64(t *tensor.Tensor) ([]float64, error) {
 		return (&tensor.Tensor{DType: tensor.Float64, Shape: []int64{2 * t.Len()}, Data: t.Data}).AsFloat64()
 	}
 	return t.AsFloat64()
-}
-
-func equalShapes(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -530,7 +531,7 @@ func TestMixedTypes(t *testing.T) {
 		}
 		for name, w := range want {
 			g := res[name]
-			if g == nil || g.DType != w.DType || !equalShapes(g.Shape, w.Shape) || !bytes.Equal(g.Data, w.Data) {
+			if g == nil || g.DType != w.DType || !slices.Equal(g.Shape, w.Shape) || !bytes.Equal(g.Data, w.Data) {
 				t.Errorf("run %d: %s = %+v, want %+v", run, name, g, w)
 			}
 		}

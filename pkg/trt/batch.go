@@ -2,6 +2,7 @@ package trt
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/optimctl/optimctl/calibration"
 	"github.com/optimctl/optimctl/pkg/tensor"
@@ -19,7 +20,7 @@ func fillInput(s calibration.Sample, name string, dtype tensor.DType, dims []int
 	if t.DType != dtype {
 		return fmt.Errorf("calibration input %q is %s, the network input is %s", name, t.DType, dtype)
 	}
-	if !equalDims(t.Shape, dims) {
+	if !slices.Equal(t.Shape, dims) {
 		return fmt.Errorf("calibration input %q has shape %s, TensorRT calibrates at %s (the profile's opt shape)",
 			name, formatDims(t.Shape), formatDims(dims))
 	}
@@ -28,16 +29,4 @@ func fillInput(s calibration.Sample, name string, dtype tensor.DType, dims []int
 	}
 	copy(dst, t.Data)
 	return nil
-}
-
-func equalDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

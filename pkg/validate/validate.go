@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/optimctl/optimctl/calibration"
@@ -201,7 +202,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if cv == nil {
 				return nil, fmt.Errorf("candidate %s: output %q missing", o.Candidate, st.Name)
 			}
-			if !sameShape(rv.Shape, cv.Shape) {
+			if !slices.Equal(rv.Shape, cv.Shape) {
 				return nil, fmt.Errorf("output %q: reference shape %v, candidate shape %v (sample %d)", st.Name, rv.Shape, cv.Shape, i)
 			}
 			if st.classes < 0 && len(rv.Shape) > 0 {
@@ -284,18 +285,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // sameSignature checks that the candidate takes the same inputs and gives every output of the reference.
 func sameSignature(ref, cand Model, candPath string) error {
