@@ -13,6 +13,7 @@ func init() { commands = append(commands, newInt4Cmd) }
 // `optimctl quantize --mode int4` takes.
 type int4Flags struct {
 	output, algo, format, ckptFormat, calib, calibModel, mask string
+	target                                                    string // quantize --target; the int4 command says --format qdq
 	bits, group, accuracy, limit, batch, awqRows              int
 	symmetric, actOrder, staticGroups, externalData, duo, seq bool
 	damp                                                      float64
@@ -75,7 +76,7 @@ func (fl *int4Flags) toOptions(cmd *cobra.Command, g *globals, model string) (in
 	o := int4.Options{Input: model, Output: fl.output, Algo: int4.Algo(fl.algo), Bits: fl.bits, GroupSize: fl.group,
 		Damp: fl.damp, ActOrder: fl.actOrder, StaticGroups: fl.staticGroups, Sequential: fl.seq, Calib: fl.calib, CalibModel: fl.calibModel,
 		CalibLimit: fl.limit, CalibBatch: fl.batch, MaskInput: fl.mask, AWQMaxRows: fl.awqRows, AWQDuoScaling: fl.duo,
-		AccuracyLevel: fl.accuracy, Format: int4.Format(fl.format), CheckpointFormat: fl.ckptFormat,
+		AccuracyLevel: fl.accuracy, Format: int4.Format(fl.format), Target: fl.target, CheckpointFormat: fl.ckptFormat,
 		Include: fl.include, Exclude: fl.exclude, ExternalData: fl.externalData, Log: g.log}
 	if fl.output == "" {
 		return o, usagef("-o/--output is required")
@@ -105,14 +106,5 @@ func (fl *int4Flags) toOptions(cmd *cobra.Command, g *globals, model string) (in
 // int4Progress draws a bar per stage of an int4 run: each capture pass over the calibration
 // data, then the layers.
 func int4Progress(g *globals) func(stage string, done, total int) {
-	var cur string
-	last := 0
-	var bar func(done, total int)
-	return func(stage string, done, total int) {
-		if bar == nil || stage != cur || done < last {
-			cur, bar = stage, newProgress(g, stage, total)
-		}
-		last = done
-		bar(done, total)
-	}
+	return int4.StagedProgress(func(stage string) func(done, total int) { return newProgress(g, stage, -1) })
 }

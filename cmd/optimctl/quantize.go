@@ -148,15 +148,12 @@ func (fl *quantizeFlags) runInt4(cmd *cobra.Command, g *globals, model string) e
 	if !cmd.Flags().Changed("format") {
 		f4.format = "" // quantize's default (qdq) is an INT8 format; int4 picks by input type
 	}
+	if cmd.Flags().Changed("target") {
+		f4.target = fl.target // tensorrt: block-wise int4 DequantizeLinear (format qdq)
+	}
 	o, err := f4.toOptions(cmd, g, model)
 	if err != nil {
 		return err
-	}
-	if cmd.Flags().Changed("target") {
-		o.Target = fl.target // tensorrt: block-wise int4 DequantizeLinear (format qdq)
-		if err := o.Validate(); err != nil {
-			return usageError{err}
-		}
 	}
 	rep, err := int4.Run(cmd.Context(), o)
 	if err != nil {

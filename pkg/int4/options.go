@@ -222,3 +222,21 @@ func (o *Options) resolve(f Format) error {
 	}
 	return nil
 }
+
+// StagedProgress adapts a progress-bar factory to Options.Progress: each new stage, or a
+// count that starts over (the next capture pass), opens a new bar. Nil in, nil out.
+func StagedProgress(newBar func(stage string) func(done, total int)) func(stage string, done, total int) {
+	if newBar == nil {
+		return nil
+	}
+	var cur string
+	last := 0
+	var bar func(done, total int)
+	return func(stage string, done, total int) {
+		if bar == nil || stage != cur || done < last {
+			cur, bar = stage, newBar(stage)
+		}
+		last = done
+		bar(done, total)
+	}
+}

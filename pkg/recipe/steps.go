@@ -34,22 +34,13 @@ func (e *stepEnv) bar(what string) func(done, total int) {
 	return e.progress(what)
 }
 
-// stageBars adapts bar to a callback that reports several stages in turn (capture, then
-// layers): each new stage, or a count going back, starts a new bar. Nil without a terminal.
+// stageBars is the int4 staged progress (capture passes, then layers) on this step's bars;
+// nil without a terminal.
 func (e *stepEnv) stageBars() func(stage string, done, total int) {
 	if e.progress == nil {
 		return nil
 	}
-	var cur string
-	last := 0
-	var bar func(done, total int)
-	return func(stage string, done, total int) {
-		if bar == nil || stage != cur || done < last {
-			cur, bar = stage, e.bar(stage)
-		}
-		last = done
-		bar(done, total)
-	}
+	return int4.StagedProgress(e.bar)
 }
 
 // result is what a step hands back to the runner.
