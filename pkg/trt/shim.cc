@@ -45,6 +45,28 @@ void setMsg(char* msg, size_t cap, std::string const& s)
     msg[n] = '\0';
 }
 
+// setExceptionMsg puts the exception being handled into msg: e.what() when it has one, else
+// what happened "during" it. Call it only from inside a catch block.
+void setExceptionMsg(char* msg, size_t cap, char const* during)
+{
+    try
+    {
+        throw;
+    }
+    catch (std::bad_alloc const&)
+    {
+        setMsg(msg, cap, std::string("out of memory ") + during);
+    }
+    catch (std::exception const& e)
+    {
+        setMsg(msg, cap, e.what());
+    }
+    catch (...)
+    {
+        setMsg(msg, cap, std::string("unknown exception ") + during);
+    }
+}
+
 std::string str(char const* s)
 {
     return s != nullptr ? std::string(s) : std::string();
@@ -449,17 +471,9 @@ int otrt_parse(char const* path, uintptr_t ctx, int32_t log_severity, int32_t st
         *out = n.release();
         return OTRT_OK;
     }
-    catch (std::bad_alloc const&)
-    {
-        setMsg(msg, msg_cap, "out of memory while parsing");
-    }
-    catch (std::exception const& e)
-    {
-        setMsg(msg, msg_cap, e.what());
-    }
     catch (...)
     {
-        setMsg(msg, msg_cap, "unknown exception while parsing");
+        setExceptionMsg(msg, msg_cap, "while parsing");
     }
     logger().detach();
     gBusy.store(false);
@@ -655,17 +669,9 @@ int otrt_build(otrt_network* net, otrt_build_options const* o, otrt_result** out
         *out = r.release();
         return OTRT_OK;
     }
-    catch (std::bad_alloc const&)
-    {
-        setMsg(msg, msg_cap, "out of memory while building");
-    }
-    catch (std::exception const& e)
-    {
-        setMsg(msg, msg_cap, e.what());
-    }
     catch (...)
     {
-        setMsg(msg, msg_cap, "unknown exception while building");
+        setExceptionMsg(msg, msg_cap, "while building");
     }
     return OTRT_ERR_INTERNAL;
 }
@@ -756,17 +762,9 @@ int otrt_engine_load(void const* plan, uint64_t size, uintptr_t ctx, int32_t log
         *out = e.release();
         return OTRT_OK;
     }
-    catch (std::bad_alloc const&)
-    {
-        setMsg(msg, msg_cap, "out of memory while loading the engine");
-    }
-    catch (std::exception const& ex)
-    {
-        setMsg(msg, msg_cap, ex.what());
-    }
     catch (...)
     {
-        setMsg(msg, msg_cap, "unknown exception while loading the engine");
+        setExceptionMsg(msg, msg_cap, "while loading the engine");
     }
     logger().detach();
     gBusy.store(false);
