@@ -726,15 +726,7 @@ func reshape(c *nodeCtx) {
 		target, ok = c.vals(1)
 	}
 	if !ok {
-		if t := c.in(1); t != nil && t.Ranked && len(t.Dims) == 1 && t.Dims[0].IsKnown() {
-			dims := make([]Dim, t.Dims[0].Value)
-			for k := range dims {
-				dims[k] = Unknown
-			}
-			c.set(0, ranked(dt, dims))
-		} else {
-			c.set(0, &Info{DType: dt})
-		}
+		c.setShapeOfLength(1, dt)
 		return
 	}
 	allowZero := c.attrInt("allowzero", 0) == 1
@@ -1233,15 +1225,7 @@ func constantOfShape(c *nodeCtx) {
 	}
 	target, ok := c.vals(0)
 	if !ok {
-		if t := c.in(0); t != nil && t.Ranked && len(t.Dims) == 1 && t.Dims[0].IsKnown() {
-			dims := make([]Dim, t.Dims[0].Value)
-			for k := range dims {
-				dims[k] = Unknown
-			}
-			c.set(0, ranked(dt, dims))
-		} else {
-			c.set(0, &Info{DType: dt})
-		}
+		c.setShapeOfLength(0, dt)
 		return
 	}
 	dims := make([]Dim, len(target))
@@ -1321,11 +1305,26 @@ func unknownDims(x *Info) []Dim {
 	if x == nil || !x.Ranked {
 		return nil
 	}
-	d := make([]Dim, len(x.Dims))
+	return unknowns(len(x.Dims))
+}
+
+// unknowns is n dims of unknown size.
+func unknowns(n int) []Dim {
+	d := make([]Dim, n)
 	for k := range d {
 		d[k] = Unknown
 	}
 	return d
+}
+
+// setShapeOfLength sets output 0 when the values of the 1-D shape tensor at input i are
+// unknown: one unknown dim per element when its length is known, else unranked.
+func (c *nodeCtx) setShapeOfLength(i int, dt tensor.DType) {
+	if t := c.in(i); t != nil && t.Ranked && len(t.Dims) == 1 && t.Dims[0].IsKnown() {
+		c.set(0, ranked(dt, unknowns(int(t.Dims[0].Value))))
+		return
+	}
+	c.set(0, &Info{DType: dt})
 }
 
 func reduce(c *nodeCtx) {
