@@ -7,7 +7,8 @@ import (
 
 // The entropy search as first written: every candidate window rebuilt and its divergence
 // summed bin by bin (O(bins²) per tensor). Kept as the reference the fast search in
-// entropy.go must agree with, threshold for threshold.
+// entropy.go must agree with, threshold for threshold. It uses entropy.go's smoothedKL and
+// kl, the bin-by-bin primitives the fast search re-checks its best candidates with.
 
 func entropyRef(h *Histogram, nq int) (lo, hi float32, err error) {
 	if nq <= 0 {
@@ -86,7 +87,7 @@ func entropySignedRef(h *Histogram, nq int) (float32, float32, error) {
 				}
 			}
 		}
-		div := smoothedKLRef(p[:m], q[:m])
+		div := smoothedKL(p[:m], q[:m])
 		if div < best {
 			best, bestStart, bestEnd = div, start, end
 		}
@@ -94,66 +95,6 @@ func entropySignedRef(h *Histogram, nq int) (float32, float32, error) {
 	lo, hi := float32(h.Edge(bestStart)), float32(h.Edge(bestEnd))
 	omin, omax := h.Observed()
 	return max(lo, omin), min(hi, omax), nil
-}
-
-// smoothedKL is KL(p‖q) after ORT's smooth_distribution (eps 1e-4) of both; +Inf when
-// either is all zeros.
-func smoothedKLRef(p, q []float64) float64 {
-	if !smoothRef(p) || !smoothRef(q) {
-		return math.Inf(1)
-	}
-	return klRef(p, q)
-}
-
-// smooth replaces zeros by eps and takes eps·zeros/nonzeros from every nonzero entry, in
-// place, so that q has no zero where p has mass. It returns false for an all-zero input.
-func smoothRef(p []float64) bool {
-	const eps = 1e-4
-	zeros := 0
-	for _, v := range p {
-		if v == 0 {
-			zeros++
-		}
-	}
-	nonzeros := len(p) - zeros
-	if nonzeros == 0 {
-		return false
-	}
-	eps1 := eps * float64(zeros) / float64(nonzeros)
-	for i, v := range p {
-		if v == 0 {
-			p[i] = eps
-		} else {
-			p[i] = v - eps1
-		}
-	}
-	return true
-}
-
-// kl is scipy.stats.entropy(p, q): both normalised to sum 1, Σ p·ln(p/q), terms with p = 0
-// contributing 0 and p > 0 with q = 0 giving +Inf.
-func klRef(p, q []float64) float64 {
-	var sp, sq float64
-	for i := range p {
-		sp += p[i]
-		sq += q[i]
-	}
-	if sp == 0 || sq == 0 {
-		return math.Inf(1)
-	}
-	var d float64
-	for i := range p {
-		pi := p[i] / sp
-		if pi == 0 {
-			continue
-		}
-		qi := q[i] / sq
-		if qi == 0 {
-			return math.Inf(1)
-		}
-		d += pi * math.Log(pi/qi)
-	}
-	return d
 }
 
 func entropyAbsRef(counts []uint64, edges []float64, nq int) (float32, error) {
@@ -200,7 +141,7 @@ func entropyAbsRef(counts []uint64, edges []float64, nq int) (float32, error) {
 		}
 		copy(ref, bins[:i])
 		ref[i-1] += suffix[i]
-		d := klRef(ref[:i], cand[:i])
+		d := kl(ref[:i], cand[:i])
 		if d <= best { // the last minimum wins, as in pytorch-quantization
 			best, bestI = d, i
 		}

@@ -138,14 +138,22 @@ func (h *Histogram) Add(batch []float32) {
 		return
 	}
 	h.observe(lo, hi, n)
-	amax := max(-float64(lo), float64(hi))
+	if h.admit(max(-float64(lo), float64(hi)), n) {
+		h.fill(batch, n < len(batch))
+	}
+}
+
+// admit makes room for n finite values of largest magnitude amax: the first non-zero
+// batch sets the range, a larger one widens it. All-zero values are counted here and
+// admit returns false; otherwise the caller bins the values.
+func (h *Histogram) admit(amax float64, n int) bool {
 	if amax == 0 {
 		if h.t == 0 {
 			h.zeros += uint64(n)
 		} else {
 			h.counts[h.zeroBin()] += uint64(n)
 		}
-		return
+		return false
 	}
 	if h.t == 0 {
 		h.t = amax
@@ -153,7 +161,7 @@ func (h *Histogram) Add(batch []float32) {
 	} else if amax > h.t {
 		h.widen(amax)
 	}
-	h.fill(batch, n < len(batch))
+	return true
 }
 
 // addBlock is the piece of a batch addInRange reads at a time (32 KiB).

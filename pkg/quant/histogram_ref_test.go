@@ -4,7 +4,7 @@ import "math"
 
 // addRef is Histogram.Add as first written: one value at a time, each bin found by a
 // division and corrected against the edges. The reference the fast Add must reproduce
-// count for count.
+// count for count; the range growth (admit) is shared, the binning is not.
 func (h *Histogram) addRef(batch []float32) {
 	var amax float64
 	n := 0
@@ -25,19 +25,8 @@ func (h *Histogram) addRef(batch []float32) {
 		return
 	}
 	h.total += uint64(n)
-	if amax == 0 {
-		if h.t == 0 {
-			h.zeros += uint64(n)
-		} else {
-			h.counts[h.zeroBin()] += uint64(n)
-		}
+	if !h.admit(amax, n) {
 		return
-	}
-	if h.t == 0 {
-		h.t = amax
-		h.placeZeros()
-	} else if amax > h.t {
-		h.widen(amax)
 	}
 	lo, hi := h.Range()
 	for _, v := range batch {
